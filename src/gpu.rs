@@ -1,0 +1,331 @@
+//! The GPU context: adapter choice, device, limits, the pipeline cache and the one readback helper.
+//!
+//! [`Gpu::new`] picks an adapter the way wgpu programs conventionally do, honouring
+//! `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` (note that `wgpu::Instance::default()`
+//! reads none of them). [`Gpu::from_device`] wraps a device that a wgpu application already owns:
+//! shaderlens never assumes it owns the device, it only records into encoders and submits its own
+//! convenience work.
+//!
+//! Pipelines are compiled once per `Gpu` and kept in a cache keyed by shader, entry point and
+//! override constants, so a kernel called a million times compiles once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+/// How to get an adapter when none can be had; part of every "no adapter" message.
+pub const NO_ADAPTER_HELP: &str = "shaderlens needs a wgpu adapter (Vulkan, Metal, DX12 or GL). \
+On Linux without a GPU, install Mesa's CPU Vulkan driver lavapipe: \
+`apt-get install -y mesa-vulkan-drivers` (or `WGPU_BACKEND=gl` with Mesa's llvmpipe: \
+`apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri`). \
+WGPU_BACKEND, WGPU_ADAPTER_NAME and WGPU_POWER_PREF choose among adapters.";
+
+/// A WGSL shader known to shaderlens: a name for the cache and error messages, and its source.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    /// File stem in `shaders/`, e.g. `"matmul"`.
+    pub name: &'static str,
+    /// The WGSL text, included at compile time.
+    pub source: &'static str,
+}
+
+/// What makes a pipeline variant: shader, entry point and override constants.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+}
+
+/// A device and queue plus what shaderlens needs to dispatch on them.
+///
+/// `Gpu` is `Send + Sync`: share one across threads behind an `Arc`.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    description: String,
+    limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.description).finish()
+    }
+}
+
+impl Gpu {
+    /// Opens a device on the adapter that the environment selects.
+    ///
+    /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`, `metal`, `dx12`, comma-separated) limits the backends,
+    /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case-insensitive), and
+    /// `WGPU_POWER_PREF` (`low`, `high`, `none`) guides the default choice. The device gets the
+    /// adapter's real limits, not WebGPU's defaults, so that large buffers work where the hardware
+    /// allows.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// The async form of [`Gpu::new`], for applications that already run an executor.
+    pub async fn new_async() -> Result<Self> {
+        let adapter = choose_adapter().await?;
+        let info = adapter.get_info();
+        let description = describe(&info);
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("shaderlens"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
+            .map_err(|source| Error::RequestDevice { adapter: description.clone(), source })?;
+        // Errors outside our own error scopes (e.g. a caller's misuse of a shared encoder) must not
+        // abort the process; they are reported to stderr instead of wgpu's default panic.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            eprintln!("shaderlens: uncaptured wgpu error: {e}");
+        }));
+        Ok(Self::assemble(device, queue, description))
+    }
+
+    /// Wraps a device and queue that a wgpu application already owns.
+    ///
+    /// shaderlens records into the caller's encoders and creates its own buffers and pipelines on
+    /// this device; it does not install an uncaptured-error handler (that is the application's).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let description = describe(&device.adapter_info());
+        Self::assemble(device, queue, description)
+    }
+
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String) -> Self {
+        let limits = device.limits();
+        Self { device, queue, description, limits, pipelines: Mutex::new(HashMap::new()) }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The device's limits (the adapter's own, when opened by [`Gpu::new`]).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// A one-line description of the adapter and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Returns the cached pipeline for `entry` in `shader` with the given override constants,
+    /// compiling it on first use.
+    pub(crate) fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        constants: &[(&'static str, u64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey { shader: shader.name, entry, constants: constants.to_vec() };
+        let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
+        if let Some(p) = cache.get(&key) {
+            return Ok(p.clone());
+        }
+        let pipeline = self.scoped(|| {
+            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            });
+            let consts: Vec<(&str, f64)> = constants.iter().map(|&(n, v)| (n, v as f64)).collect();
+            Ok(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &consts,
+                    ..Default::default()
+                },
+                cache: None,
+            }))
+        })
+        .map_err(|e| Error::Gpu(format!("compiling {}.wgsl entry {entry}: {e}", shader.name)))?;
+        cache.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, turning
+    /// anything wgpu reports into an [`Error::Gpu`] instead of a panic.
+    pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let errors = [validation.pop(), internal.pop(), oom.pop()].map(pollster::block_on);
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        out
+    }
+
+    /// A uniform buffer holding `params` (a `#[repr(C)]` struct that matches a WGSL struct).
+    pub(crate) fn uniform<P: bytemuck::Pod>(&self, params: &P) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("shaderlens params"),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Records one dispatch of `pipeline` with the conventional bindings of every shaderlens
+    /// shader: binding 0 is the uniform `params`, bindings 1.. are the storage `buffers` in order.
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) {
+        let params = self.uniform(params);
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+    }
+
+    /// A new command encoder on this device.
+    pub fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("shaderlens") })
+    }
+
+    /// Submits `encoder` and waits for the GPU to finish it.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let index = self.queue.submit([encoder.finish()]);
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        Ok(())
+    }
+
+    /// Copies `size` bytes of `buffer` (which needs `COPY_SRC`) back to the host.
+    ///
+    /// This is the one place that maps buffers: `map_async` and `poll` change with most wgpu
+    /// releases, so they live here and nowhere else.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("shaderlens readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.encoder();
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.submit_and_wait(encoder)?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = sender.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Workgroup counts for `count` workgroups laid out on a 2-D grid, because one dimension
+    /// holds at most `max_compute_workgroups_per_dimension` (65535 on most adapters).
+    ///
+    /// Shaders recover the linear index as `wg.y * num_workgroups.x + wg.x` and ignore indices
+    /// at or past `count`.
+    pub(crate) fn grid(&self, count: u64, what: &str) -> Result<[u32; 3]> {
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension).max(1);
+        if count == 0 {
+            return Ok([0, 1, 1]);
+        }
+        let x = count.min(max);
+        let y = count.div_ceil(x);
+        if y > max {
+            return Err(Error::Limit {
+                what: what.to_string(),
+                limit: "max_compute_workgroups_per_dimension (squared)",
+                needed: count,
+                allowed: max * max,
+            });
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+}
+
+/// A readable one-line description of an adapter.
+fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
+        .replace(",  )", ")")
+}
+
+/// Chooses the adapter as `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` say.
+async fn choose_adapter() -> Result<wgpu::Adapter> {
+    let requested_backends = std::env::var("WGPU_BACKEND").ok();
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if backends.is_empty() {
+        return Err(Error::NoAdapter(format!(
+            "WGPU_BACKEND={:?} names no backend wgpu knows (use vulkan, metal, dx12, gl). {NO_ADAPTER_HELP}",
+            requested_backends.unwrap_or_default()
+        )));
+    }
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    });
+    let adapters = instance.enumerate_adapters(backends).await;
+    let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+    let backend_note = requested_backends.map(|b| format!(" with WGPU_BACKEND={b}")).unwrap_or_default();
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!("no GPU adapter found{backend_note}. {NO_ADAPTER_HELP}")));
+    }
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let wanted_lower = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters{backend_note}: {}. {NO_ADAPTER_HELP}",
+                    names.join("; ")
+                ))
+            });
+    }
+    let power_preference = wgpu::PowerPreference::from_env().unwrap_or_default();
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions { power_preference, ..Default::default() })
+        .await
+        .map_err(|e| Error::NoAdapter(format!("no suitable GPU adapter{backend_note} ({e}). {NO_ADAPTER_HELP}")))
+}

@@ -1,0 +1,13 @@
+//! shaderlens: WGSL compute kernels for the insides of transformers, dispatched through wgpu on
+//! any adapter, with host references in ndarray and a fixture contract (`docs/SPEC.md`) that
+//! checks both.
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use tensor::GpuTensor;

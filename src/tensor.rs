@@ -1,0 +1,130 @@
+//! GPU-resident float32 tensors: a storage buffer plus a C-order shape.
+//!
+//! Ops record into a caller's encoder and read and write `GpuTensor`s, so a chain of kernels never
+//! leaves the GPU; [`GpuTensor::read`] brings one back as an ndarray array when the caller wants it.
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use crate::error::{fmt_shape, Error, Result};
+use crate::gpu::Gpu;
+
+/// A contiguous, C-order float32 tensor in a GPU storage buffer.
+#[derive(Debug, Clone)]
+pub struct GpuTensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+}
+
+/// Usages every shaderlens tensor buffer has: bound as storage, copied in and out.
+pub const TENSOR_USAGES: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl GpuTensor {
+    /// Allocates an uninitialised (zero-filled by wgpu) tensor of `shape`.
+    ///
+    /// Refuses, before touching the GPU, a tensor whose bytes exceed the device's
+    /// `max_storage_buffer_binding_size` or `max_buffer_size`.
+    pub fn empty(gpu: &Gpu, shape: &[usize], name: &str) -> Result<Self> {
+        let bytes = check_size(gpu, shape, name)?;
+        let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: bytes,
+            usage: TENSOR_USAGES,
+            mapped_at_creation: false,
+        });
+        Ok(Self { buffer, shape: shape.to_vec() })
+    }
+
+    /// Uploads an ndarray array (any layout; it is copied in C order).
+    pub fn upload(gpu: &Gpu, array: ArrayViewD<'_, f32>, name: &str) -> Result<Self> {
+        let tensor = Self::empty(gpu, array.shape(), name)?;
+        if !array.is_empty() {
+            let data: Vec<f32> = match array.as_slice() {
+                Some(s) => s.to_vec(),
+                None => array.iter().copied().collect(),
+            };
+            gpu.queue().write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&data));
+        }
+        Ok(tensor)
+    }
+
+    /// Wraps a buffer the application already owns (it needs `STORAGE`, and `COPY_SRC` to be read
+    /// back). Fails if the buffer is smaller than `shape` needs.
+    pub fn from_buffer(gpu: &Gpu, buffer: wgpu::Buffer, shape: &[usize], name: &str) -> Result<Self> {
+        let needed = check_size(gpu, shape, name)?;
+        if buffer.size() < needed {
+            return Err(Error::Shape(format!(
+                "{name} has shape {} ({needed} bytes) but its buffer holds only {} bytes",
+                fmt_shape(shape),
+                buffer.size()
+            )));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::Input(format!("{name}'s buffer lacks BufferUsages::STORAGE")));
+        }
+        Ok(Self { buffer, shape: shape.to_vec() })
+    }
+
+    /// The tensor's shape, C order.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The storage buffer (to bind it in an application's own passes).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The same data viewed with another shape of the same element count (no copy).
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
+        if shape.iter().product::<usize>() != self.len() {
+            return Err(Error::Shape(format!(
+                "cannot view a tensor of shape {} as {}",
+                fmt_shape(&self.shape),
+                fmt_shape(shape)
+            )));
+        }
+        Ok(Self { buffer: self.buffer.clone(), shape: shape.to_vec() })
+    }
+
+    /// Reads the tensor back to the host. Submits and waits: call it after the work that writes it.
+    pub fn read(&self, gpu: &Gpu) -> Result<ArrayD<f32>> {
+        let bytes = gpu.read_bytes(&self.buffer, (self.len() * 4) as u64)?;
+        let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        ArrayD::from_shape_vec(IxDyn(&self.shape), data).map_err(|e| Error::Shape(e.to_string()))
+    }
+}
+
+/// Bytes a tensor of `shape` needs (at least 4, since wgpu buffers may not be empty), checked
+/// against the device's binding and buffer limits.
+fn check_size(gpu: &Gpu, shape: &[usize], name: &str) -> Result<u64> {
+    let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let bytes = elements.and_then(|e| e.checked_mul(4)).ok_or_else(|| {
+        Error::Shape(format!("{name} of shape {} has more elements than fit in 64 bits", fmt_shape(shape)))
+    })?;
+    let limits = gpu.limits();
+    let what = || format!("{name} of shape {}", fmt_shape(shape));
+    if bytes > u64::from(limits.max_storage_buffer_binding_size) {
+        return Err(Error::Limit {
+            what: what(),
+            limit: "max_storage_buffer_binding_size",
+            needed: bytes,
+            allowed: u64::from(limits.max_storage_buffer_binding_size),
+        });
+    }
+    if bytes > limits.max_buffer_size {
+        return Err(Error::Limit { what: what(), limit: "max_buffer_size", needed: bytes, allowed: limits.max_buffer_size });
+    }
+    Ok(bytes.max(4))
+}
