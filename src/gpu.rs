@@ -285,10 +285,15 @@ impl Gpu {
     }
 }
 
-/// A readable one-line description of an adapter.
+/// A readable one-line description of an adapter: name, backend, device type and driver.
 fn describe(info: &wgpu::AdapterInfo) -> String {
-    format!("{} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info)
-        .replace(",  )", ")")
+    let driver: Vec<&str> = [info.driver.as_str(), info.driver_info.as_str()]
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let driver = if driver.is_empty() { String::new() } else { format!(", driver {}", driver.join(" ")) };
+    format!("{} ({:?} backend, {:?}{driver})", info.name, info.backend, info.device_type)
 }
 
 /// Chooses the adapter as `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` say.

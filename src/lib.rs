@@ -11,3 +11,6 @@ pub mod tensor;
 pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use tensor::GpuTensor;
+pub mod compare;
+pub mod fixture;
+pub mod verify;
