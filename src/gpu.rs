@@ -297,40 +297,57 @@ fn describe(info: &wgpu::AdapterInfo) -> String {
 }
 
 /// Chooses the adapter as `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` and `WGPU_POWER_PREF` say.
+///
+/// Without `WGPU_BACKEND`, the primary backends (Vulkan, Metal, DX12) are searched first and GL
+/// only when they have no adapter: probing GL's EGL displays is slow and noisy on headless Linux.
 async fn choose_adapter() -> Result<wgpu::Adapter> {
-    let requested_backends = std::env::var("WGPU_BACKEND").ok();
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    if backends.is_empty() {
-        return Err(Error::NoAdapter(format!(
-            "WGPU_BACKEND={:?} names no backend wgpu knows (use vulkan, metal, dx12, gl). {NO_ADAPTER_HELP}",
-            requested_backends.unwrap_or_default()
-        )));
+    let requested = std::env::var("WGPU_BACKEND").ok();
+    let searches = match wgpu::Backends::from_env() {
+        Some(b) if b.is_empty() => {
+            return Err(Error::NoAdapter(format!(
+                "WGPU_BACKEND={:?} names no backend wgpu knows (use vulkan, metal, dx12 or gl). {NO_ADAPTER_HELP}",
+                requested.unwrap_or_default()
+            )))
+        }
+        Some(b) => vec![b],
+        None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::all()],
+    };
+    let backend_note = requested.map(|b| format!(" with WGPU_BACKEND={b}")).unwrap_or_default();
+    let mut seen: Vec<String> = Vec::new();
+    for backends in searches {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        });
+        let adapters = instance.enumerate_adapters(backends).await;
+        if adapters.is_empty() {
+            continue;
+        }
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let wanted_lower = wanted.to_lowercase();
+            for adapter in adapters {
+                let info = adapter.get_info();
+                if info.name.to_lowercase().contains(&wanted_lower) {
+                    return Ok(adapter);
+                }
+                let name = describe(&info);
+                if !seen.contains(&name) {
+                    seen.push(name);
+                }
+            }
+            continue;
+        }
+        let power_preference = wgpu::PowerPreference::from_env().unwrap_or_default();
+        return instance
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference, ..Default::default() })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("no suitable GPU adapter{backend_note} ({e}). {NO_ADAPTER_HELP}")));
     }
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends,
-        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
-    });
-    let adapters = instance.enumerate_adapters(backends).await;
-    let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
-    let backend_note = requested_backends.map(|b| format!(" with WGPU_BACKEND={b}")).unwrap_or_default();
-    if adapters.is_empty() {
-        return Err(Error::NoAdapter(format!("no GPU adapter found{backend_note}. {NO_ADAPTER_HELP}")));
+    match std::env::var("WGPU_ADAPTER_NAME") {
+        Ok(wanted) if !seen.is_empty() => Err(Error::NoAdapter(format!(
+            "WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters{backend_note}: {}. {NO_ADAPTER_HELP}",
+            seen.join("; ")
+        ))),
+        _ => Err(Error::NoAdapter(format!("no GPU adapter found{backend_note}. {NO_ADAPTER_HELP}"))),
     }
-    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
-        let wanted_lower = wanted.to_lowercase();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
-            .ok_or_else(|| {
-                Error::NoAdapter(format!(
-                    "WGPU_ADAPTER_NAME={wanted:?} matches none of the adapters{backend_note}: {}. {NO_ADAPTER_HELP}",
-                    names.join("; ")
-                ))
-            });
-    }
-    let power_preference = wgpu::PowerPreference::from_env().unwrap_or_default();
-    instance
-        .request_adapter(&wgpu::RequestAdapterOptions { power_preference, ..Default::default() })
-        .await
-        .map_err(|e| Error::NoAdapter(format!("no suitable GPU adapter{backend_note} ({e}). {NO_ADAPTER_HELP}")))
 }
