@@ -1,6 +1,7 @@
 //! shaderlens: WGSL compute kernels for the insides of transformers, dispatched through wgpu on
 //! any adapter, with host references in ndarray and a fixture contract (`docs/SPEC.md`) that
-//! checks both.
+//! checks both. The README follows (its examples are compiled as doc tests).
+#![doc = include_str!("../README.md")]
 
 pub mod error;
 pub mod gpu;
