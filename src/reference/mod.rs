@@ -5,3 +5,4 @@
 //! data with `mapv(f64::from)`: SPEC's expected values are the float64 result of float32 inputs).
 
 pub mod gelu;
+pub mod matmul;
