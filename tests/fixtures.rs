@@ -35,3 +35,8 @@ fn gelu_fixtures_pass() {
 fn gelu_erf_fixtures_pass() {
     all_pass("gelu_erf", 8);
 }
+
+#[test]
+fn matmul_fixtures_pass() {
+    all_pass("matmul", 8);
+}

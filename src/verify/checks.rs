@@ -6,7 +6,7 @@
 
 use ndarray::ArrayD;
 
-use crate::compare::{Comparison, Tolerance, POINTWISE};
+use crate::compare::{matmul_allowed, Comparison, Tolerance, POINTWISE};
 use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
@@ -35,6 +35,7 @@ pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf"
 /// Checks one fixture with the op its folder names.
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     match fixture.op.as_str() {
+        "matmul" => matmul(gpu, fixture),
         "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
         "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
         other => Err(Error::Input(format!(
@@ -44,14 +45,45 @@ pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     }
 }
 
+/// One output of an op: its name, the GPU's and the reference's results, what the fixture expects
+/// and the allowed error per element.
+struct Checked<'a> {
+    name: &'a str,
+    gpu: &'a ArrayD<f32>,
+    reference: &'a ArrayD<f64>,
+    want: &'a ArrayD<f64>,
+    allowed: ArrayD<f64>,
+}
+
+/// Folds every output into the GPU and reference comparisons.
+fn outcome(outputs: &[Checked<'_>]) -> Result<Outcome> {
+    let mut gpu = Comparison::new();
+    let mut reference = Comparison::new();
+    for o in outputs {
+        gpu.add_f32(o.name, &o.gpu.view(), &o.want.view(), &o.allowed.view())?;
+        reference.add(o.name, &o.reference.view(), &o.want.view(), &o.allowed.view())?;
+    }
+    Ok(Outcome { gpu, reference })
+}
+
 /// Compares single-output results under an elementwise tolerance.
 fn pointwise_outcome(gpu_out: &ArrayD<f32>, ref_out: &ArrayD<f64>, want: &ArrayD<f64>, tolerance: Tolerance) -> Result<Outcome> {
     let allowed = tolerance.allowed(&want.view());
-    let mut gpu = Comparison::new();
-    gpu.add_f32("out", &gpu_out.view(), &want.view(), &allowed.view())?;
-    let mut reference = Comparison::new();
-    reference.add("out", &ref_out.view(), &want.view(), &allowed.view())?;
-    Ok(Outcome { gpu, reference })
+    outcome(&[Checked { name: "out", gpu: gpu_out, reference: ref_out, want, allowed }])
+}
+
+fn matmul(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let a = fixture.input("a")?;
+    let b = fixture.input("b")?;
+    let shape = reference::matmul::output_shape(a.shape(), b.shape())?;
+    let want = fixture.expected_shaped("out", &shape)?;
+    let (a64, b64) = (a.mapv(f64::from), b.mapv(f64::from));
+    let ref_out = reference::matmul::matmul(a64.view(), b64.view())?;
+    let abs_product = reference::matmul::matmul(a64.mapv(f64::abs).view(), b64.mapv(f64::abs).view())?;
+    let k = a.shape()[a.ndim() - 1];
+    let allowed = matmul_allowed(&abs_product.view(), k);
+    let gpu_out = ops::matmul::run(gpu, a.view(), b.view())?;
+    outcome(&[Checked { name: "out", gpu: &gpu_out, reference: &ref_out, want: &want, allowed }])
 }
 
 fn gelu(gpu: &Gpu, fixture: &Fixture, kind: ops::gelu::Gelu) -> Result<Outcome> {
