@@ -9,6 +9,8 @@
 //! Shapes are checked before any GPU work, with the same checks the host references use.
 
 pub mod gelu;
+pub mod layer_norm;
+pub mod softmax;
 
 use ndarray::ArrayD;
 
@@ -38,3 +40,35 @@ pub(crate) fn run_single(
     let mut outputs = run_many(gpu, |encoder| Ok(vec![f(encoder)?]))?;
     Ok(outputs.remove(0))
 }
+
+/// The longest row that the one-invocation-per-row path takes. llvmpipe (lavapipe and Mesa GL)
+/// silently stops an invocation after 65535 loop iterations in all, so a single invocation must
+/// not walk rows of unbounded length; real GPUs would be slow there anyway.
+pub const MAX_INVOCATION_ROW_LEN: usize = 16384;
+
+/// How rows are spread over invocations; [`RowPath::Auto`] chooses by the row length.
+///
+/// Shared by the row-wise ops (softmax, layer norm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RowPath {
+    /// One invocation per row up to the op's threshold elements, one workgroup per row above.
+    #[default]
+    Auto,
+    /// One invocation per row, for rows of up to [`MAX_INVOCATION_ROW_LEN`] elements (longer rows
+    /// still take the workgroup path).
+    InvocationPerRow,
+    /// One workgroup per row, whatever its length.
+    WorkgroupPerRow,
+}
+
+impl RowPath {
+    /// Whether a row of `n` elements runs one workgroup per row.
+    pub(crate) fn is_wide(self, n: usize, threshold: usize) -> bool {
+        match self {
+            RowPath::Auto => n > threshold,
+            RowPath::InvocationPerRow => n > MAX_INVOCATION_ROW_LEN,
+            RowPath::WorkgroupPerRow => true,
+        }
+    }
+}
+
