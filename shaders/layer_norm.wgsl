@@ -4,13 +4,14 @@
 // dummy buffers for the parts it does not want): bit 0 applies w and b (without them this is
 // TransformerLens's LNPre), bit 1 writes the per-row scale (TransformerLens's hook_scale).
 //
-// Two entry points, chosen on the host by the row length n:
-//   layer_norm_rows  one invocation per row, 64 rows per workgroup; no workgroup memory, no
+// Two entry points, chosen on the host by the row length n and the adapter type (the sizes are
+// override constants: on lavapipe ROWS_WG = 8, WIDE_WG = 32, on GPUs 64 and 256):
+//   layer_norm_rows  one invocation per row, ROWS_WG rows per workgroup; no workgroup memory, no
 //                    barriers (good for lavapipe and for many short rows anywhere).
-//   layer_norm_wide  one workgroup of 256 invocations per row for long rows. Invocation t owns
-//                    elements t, t + 256, ... and reduces them to (count, mean, M2); the partial
-//                    statistics merge with Chan et al.'s parallel formula in one three-level
-//                    reduction (256 -> 16 -> 1, then a broadcast): three barriers per row.
+//   layer_norm_wide  one workgroup of WIDE_WG invocations per row for long rows. Invocation t
+//                    owns elements t, t + WIDE_WG, ... and reduces them to (count, mean, M2); the partial
+//                    statistics merge with Chan et al.'s parallel formula in a two-level
+//                    reduction and a broadcast (256 -> 16 -> 1 -> all): three barriers per row.
 //
 // Numerics. A row whose mean is 10^4 times its spread loses the spread if x is summed directly in
 // f32 (the rounding of a sum of values near 1e4 exceeds the spread). So every row is first
@@ -21,9 +22,10 @@
 //
 // Loops take eight elements an iteration: llvmpipe (lavapipe and Mesa GL) stops any invocation
 // after 65535 loop iterations in total, counting every loop of the shader, and silently leaves the
-// rest undone. Eight at a time keeps the workgroup path under that for rows up to 40M elements
-// (more than a 128 MiB binding holds); the host sends rows longer than MAX_INVOCATION_ROW_LEN
-// (16384) to the workgroup path whatever the caller asked for.
+// rest undone. Eight at a time, an invocation of the workgroup path loops about
+// 3 n / (8 WIDE_WG) times: under the cap for rows up to about 170000 WIDE_WG elements (the host
+// raises WIDE_WG for longer rows; 256 covers the largest 128 MiB binding). The host sends rows
+// longer than MAX_INVOCATION_ROW_LEN (16384) to the workgroup path whatever the caller asked for.
 //
 // Rows are laid out on a 2-D workgroup grid (x up to 65535 wide): the linear workgroup index is
 // wg.y * num_workgroups.x + wg.x, and workgroups past the end return at once.
@@ -45,9 +47,15 @@ const SCALE: u32 = 2u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scale: array<f32>;
 
-const ROWS_WG: u32 = 64u;
-const WIDE_WG: u32 = 256u;
-const GROUP: u32 = 16u; // WIDE_WG = GROUP * GROUP
+// Workgroup sizes are override constants that the host picks per adapter (see the Rust op):
+// ROWS_WG rows per workgroup on the invocation path, WIDE_WG invocations per row on the
+// workgroup path (a power of two, at most MAX_WIDE_WG), whose partials reduce in two levels:
+// WIDE_WG / GROUP invocations each combine GROUP partials, then one combines those.
+override ROWS_WG: u32 = 64u;
+override WIDE_WG: u32 = 256u;
+override GROUP: u32 = 16u;
+const MAX_WIDE_WG: u32 = 256u;
+const MAX_GROUPS: u32 = 64u;
 
 // Element i of the row at base, less the row's shift.
 fn d(base: u32, i: u32, shift: f32) -> f32 {
@@ -156,7 +164,7 @@ fn shift_of(base: u32) -> f32 {
     return x[base];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(ROWS_WG)
 fn layer_norm_rows(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
@@ -169,11 +177,11 @@ fn layer_norm_rows(@builtin(workgroup_id) wg: vec3<u32>,
     write_row(row, base, shift, stats_of(base, shift, 0u, 1u), 0u, 1u);
 }
 
-var<workgroup> partial: array<vec3<f32>, WIDE_WG>;
-var<workgroup> middle: array<vec3<f32>, GROUP>;
+var<workgroup> partial: array<vec3<f32>, MAX_WIDE_WG>;
+var<workgroup> middle: array<vec3<f32>, MAX_GROUPS>;
 var<workgroup> total: vec3<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WIDE_WG)
 fn layer_norm_wide(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
@@ -185,7 +193,8 @@ fn layer_norm_wide(@builtin(workgroup_id) wg: vec3<u32>,
     let shift = shift_of(base);
     partial[li] = stats_of(base, shift, li, WIDE_WG);
     workgroupBarrier();
-    if (li < GROUP) {
+    let groups = WIDE_WG / GROUP;
+    if (li < groups) {
         var acc = partial[li * GROUP];
         for (var j = 1u; j < GROUP; j++) {
             acc = merge(acc, partial[li * GROUP + j]);
@@ -195,7 +204,7 @@ fn layer_norm_wide(@builtin(workgroup_id) wg: vec3<u32>,
     workgroupBarrier();
     if (li == 0u) {
         var acc = middle[0];
-        for (var j = 1u; j < GROUP; j++) {
+        for (var j = 1u; j < groups; j++) {
             acc = merge(acc, middle[j]);
         }
         total = acc;

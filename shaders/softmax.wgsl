@@ -1,15 +1,16 @@
 // Softmax along the last axis of a C-order [rows, n] view of x.
 //
-// Two entry points, chosen on the host by the row length n:
-//   softmax_rows  one invocation per row, 64 rows per workgroup. No workgroup memory and no
+// Two entry points, chosen on the host by the row length n and the adapter type (the sizes are
+// override constants: on lavapipe ROWS_WG = 8, WIDE_WG = 32, on GPUs 64 and 256):
+//   softmax_rows  one invocation per row, ROWS_WG rows per workgroup. No workgroup memory and no
 //                 barriers, which suits lavapipe (where a barrier switches every SIMD chunk of the
 //                 workgroup) and many short rows on any device.
-//   softmax_wide  one workgroup of 256 invocations per row, for rows longer than the threshold.
-//                 Invocation t owns elements t, t + 256, ... (coalesced on GPUs). Each invocation
+//   softmax_wide  one workgroup of WIDE_WG invocations per row, for long rows. Invocation t
+//                 owns elements t, t + WIDE_WG, ... (coalesced on GPUs). Each invocation
 //                 reduces its elements to a pair (m, s): its own maximum m and s = sum exp(x - m).
 //                 Pairs combine as (max(m1, m2), s1 exp(m1 - M) + s2 exp(m2 - M)), so one
-//                 reduction gives the row's maximum and sum together. The reduction has three
-//                 levels (256 -> 16 -> 1, then a broadcast) to keep the barrier count at three.
+//                 reduction gives the row's maximum and sum together. The reduction has two
+//                 levels and a broadcast (256 -> 16 -> 1 -> all), three barriers in all.
 //
 // Numerics. Every exp argument is a difference against a maximum, so it is <= 0 and nothing
 // overflows for logits of any finite magnitude (a difference like -3e38 - 3e38 rounds to -inf,
@@ -20,11 +21,10 @@
 //
 // Loops take eight elements an iteration: llvmpipe (lavapipe and Mesa GL) stops any invocation
 // after 65535 loop iterations in total, counting every loop of the shader, and silently leaves the
-// rest undone. Eight at a time keeps the workgroup path under that for rows up to 40M elements
-// (more than a 128 MiB binding holds); the host sends rows longer than MAX_INVOCATION_ROW_LEN
-// (16384) to the workgroup path whatever the caller asked for, which keeps the invocation path
-// under it too.
-// Unrolling also lowers llvmpipe's per-iteration mask bookkeeping.
+// rest undone. Eight at a time, an invocation of the workgroup path loops about
+// 3 n / (8 WIDE_WG) times: under the cap for rows up to about 170000 WIDE_WG elements (the host
+// raises WIDE_WG for longer rows; 256 covers the largest 128 MiB binding). The host sends rows
+// longer than MAX_INVOCATION_ROW_LEN (16384) to the workgroup path whatever the caller asked for.
 //
 // Rows are laid out on a 2-D workgroup grid (x up to 65535 wide): the linear workgroup index is
 // wg.y * num_workgroups.x + wg.x, and workgroups past the end return at once.
@@ -41,9 +41,15 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const LOWEST: f32 = -3.4028234663852886e38;
-const ROWS_WG: u32 = 64u;
-const WIDE_WG: u32 = 256u;
-const GROUP: u32 = 16u; // WIDE_WG = GROUP * GROUP
+// Workgroup sizes are override constants that the host picks per adapter (see the Rust op):
+// ROWS_WG rows per workgroup on the invocation path, WIDE_WG invocations per row on the
+// workgroup path (a power of two, at most MAX_WIDE_WG), whose partials reduce in two levels:
+// WIDE_WG / GROUP invocations each combine GROUP partials, then one combines those.
+override ROWS_WG: u32 = 64u;
+override WIDE_WG: u32 = 256u;
+override GROUP: u32 = 16u;
+const MAX_WIDE_WG: u32 = 256u;
+const MAX_GROUPS: u32 = 64u;
 
 // exp(d) for d <= 0, exactly 0 for d <= -88 (including d = -inf).
 fn exp_or_zero(d: f32) -> f32 {
@@ -130,7 +136,7 @@ fn write_row(base: u32, m: f32, inv: f32, first: u32, stride: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(ROWS_WG)
 fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -143,11 +149,11 @@ fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>,
     write_row(base, m, inverse_sum(row_sum_exp(base, m, 0u, 1u)), 0u, 1u);
 }
 
-var<workgroup> partial: array<vec2<f32>, WIDE_WG>;
-var<workgroup> middle: array<vec2<f32>, GROUP>;
+var<workgroup> partial: array<vec2<f32>, MAX_WIDE_WG>;
+var<workgroup> middle: array<vec2<f32>, MAX_GROUPS>;
 var<workgroup> total: vec2<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WIDE_WG)
 fn softmax_wide(@builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
@@ -159,7 +165,8 @@ fn softmax_wide(@builtin(workgroup_id) wg: vec3<u32>,
     let m = row_max(base, li, WIDE_WG);
     partial[li] = vec2<f32>(m, row_sum_exp(base, m, li, WIDE_WG));
     workgroupBarrier();
-    if (li < GROUP) {
+    let groups = WIDE_WG / GROUP;
+    if (li < groups) {
         var acc = partial[li * GROUP];
         for (var j = 1u; j < GROUP; j++) {
             acc = combine(acc, partial[li * GROUP + j]);
@@ -169,7 +176,7 @@ fn softmax_wide(@builtin(workgroup_id) wg: vec3<u32>,
     workgroupBarrier();
     if (li == 0u) {
         var acc = middle[0];
-        for (var j = 1u; j < GROUP; j++) {
+        for (var j = 1u; j < groups; j++) {
             acc = combine(acc, middle[j]);
         }
         total = acc;

@@ -6,12 +6,14 @@ mod common;
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use shaderlens::ops::layer_norm::{self, RowPath, WIDE_ROW_THRESHOLD};
+use shaderlens::ops::layer_norm::{self, RowPath};
+use shaderlens::ops::{AUTO_INVOCATION_ROW_LEN_CPU, AUTO_INVOCATION_ROW_LEN_GPU, MAX_INVOCATION_ROW_LEN};
 use shaderlens::{reference, GpuTensor};
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
-const PATHS: [RowPath; 3] = [RowPath::Auto, RowPath::InvocationPerRow, RowPath::WorkgroupPerRow];
+/// Auto, both paths, and the workgroup path at the CPU and GPU workgroup sizes.
+const PATHS: [RowPath; 4] = [RowPath::Auto, RowPath::InvocationPerRow, RowPath::WorkgroupOf(32), RowPath::WorkgroupOf(256)];
 
 /// Deterministic standard normal samples (splitmix64 + Box-Muller), so failures reproduce.
 fn normals(seed: u64, count: usize) -> Vec<f32> {
@@ -77,9 +79,11 @@ fn check_both(x: &ArrayD<f32>, eps: f32, seed: u64, what: &str) {
     check(x, None, eps, what);
 }
 
+/// Row lengths either side of the Auto thresholds (64, 1024), the workgroup sizes (32, 256) and
+/// the unrolled loops' steps (8, 8 x 32, 8 x 256), and anything up to a few thousand.
 fn row_length() -> impl Strategy<Value = usize> {
-    let t = WIDE_ROW_THRESHOLD;
-    prop_oneof![1usize..=8, (t - 2)..=(t + 2), 60usize..=70, 250usize..=270, 510usize..=520, 1usize..=3000]
+    let (cpu, gpu) = (AUTO_INVOCATION_ROW_LEN_CPU, AUTO_INVOCATION_ROW_LEN_GPU);
+    prop_oneof![1usize..=9, 30usize..=34, (gpu - 2)..=(gpu + 2), 254usize..=258, (cpu - 2)..=(cpu + 2), 2046usize..=2050, 1usize..=3000]
 }
 
 proptest! {
@@ -157,6 +161,39 @@ fn long_rows_and_many_rows() {
     let _serial = serial();
     check_both(&rows(&[3, 4099], 1e4, 1.0, 71), 1e-5, 72, "[3, 4099] at 1e4");
     check_both(&rows(&[70_000, 3], 0.0, 1.0, 73), 1e-5, 74, "[70000, 3]");
+    // 600,000 rows: more workgroups than one grid dimension holds on the invocation path too.
+    let gpu = common::gpu();
+    let x = rows(&[600_000, 2], 1e4, 1.0, 78);
+    let want = reference::layer_norm::layer_norm_full(x.mapv(f64::from).view(), None, 1e-5).expect("reference");
+    let (got, scale) = layer_norm::run_full_with(&gpu, x.view(), None, 1e-5, RowPath::InvocationPerRow).expect("gpu");
+    common::assert_close(&got, &want.0, ATOL, RTOL, "[600000, 2]");
+    common::assert_close(&scale, &want.1, ATOL, RTOL, "[600000, 2] scale");
+    // Either side of the longest row the invocation path takes when asked.
+    for n in [MAX_INVOCATION_ROW_LEN, MAX_INVOCATION_ROW_LEN + 1] {
+        check(&rows(&[2, n], -3e4, 1.0, 75), None, 1e-5, &format!("[2, {n}] at -3e4"));
+    }
+}
+
+#[test]
+fn every_workgroup_size() {
+    let _serial = serial();
+    let gpu = common::gpu();
+    for shape in [[3usize, 1], [5, 37], [2, 700], [1, 5000]] {
+        let x = rows(&shape, 1e4, 1.0, 76);
+        let (w, b) = affine(shape[1], 77);
+        let want = reference::layer_norm::layer_norm_full(
+            x.mapv(f64::from).view(),
+            Some((w.mapv(f64::from).view(), b.mapv(f64::from).view())),
+            1e-5,
+        )
+        .expect("reference");
+        for size in [32, 64, 128, 256] {
+            let path = RowPath::WorkgroupOf(size);
+            let (got, scale) = layer_norm::run_full_with(&gpu, x.view(), Some((w.view(), b.view())), 1e-5, path).expect("gpu");
+            common::assert_close(&got, &want.0, ATOL, RTOL, &format!("{shape:?} workgroup {size}"));
+            common::assert_close(&scale, &want.1, ATOL, RTOL, &format!("{shape:?} workgroup {size} scale"));
+        }
+    }
 }
 
 #[test]

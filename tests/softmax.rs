@@ -5,12 +5,14 @@ mod common;
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use shaderlens::ops::softmax::{self, RowPath, WIDE_ROW_THRESHOLD};
+use shaderlens::ops::softmax::{self, RowPath};
+use shaderlens::ops::{AUTO_INVOCATION_ROW_LEN_CPU, AUTO_INVOCATION_ROW_LEN_GPU, MAX_INVOCATION_ROW_LEN};
 use shaderlens::reference;
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
-const PATHS: [RowPath; 3] = [RowPath::Auto, RowPath::InvocationPerRow, RowPath::WorkgroupPerRow];
+/// Auto, both paths, and the workgroup path at the CPU and GPU workgroup sizes.
+const PATHS: [RowPath; 4] = [RowPath::Auto, RowPath::InvocationPerRow, RowPath::WorkgroupOf(32), RowPath::WorkgroupOf(256)];
 
 /// Deterministic standard normal samples (splitmix64 + Box-Muller), so failures reproduce.
 fn normals(seed: u64, count: usize) -> Vec<f32> {
@@ -52,9 +54,11 @@ fn check(x: &ArrayD<f32>, what: &str) {
 }
 
 /// Row lengths around the thresholds and workgroup sizes, and anything up to a few thousand.
+/// Row lengths either side of the Auto thresholds (64, 1024), the workgroup sizes (32, 256) and
+/// the unrolled loops' steps (8, 8 x 32, 8 x 256), and anything up to a few thousand.
 fn row_length() -> impl Strategy<Value = usize> {
-    let t = WIDE_ROW_THRESHOLD;
-    prop_oneof![1usize..=8, (t - 2)..=(t + 2), 60usize..=70, 250usize..=270, 510usize..=520, 1usize..=3000]
+    let (cpu, gpu) = (AUTO_INVOCATION_ROW_LEN_CPU, AUTO_INVOCATION_ROW_LEN_GPU);
+    prop_oneof![1usize..=9, 30usize..=34, (gpu - 2)..=(gpu + 2), 254usize..=258, (cpu - 2)..=(cpu + 2), 2046usize..=2050, 1usize..=3000]
 }
 
 proptest! {
@@ -142,6 +146,28 @@ fn long_rows() {
     let _serial = serial();
     check(&array(&[3, 4099], normals(21, 3 * 4099).into_iter().map(|v| v * 5.0).collect()), "[3, 4099]");
     check(&array(&[100_000], normals(22, 100_000).into_iter().map(|v| v * 3.0).collect()), "[100000]");
+    // Either side of the longest row the invocation path takes when asked.
+    for n in [MAX_INVOCATION_ROW_LEN, MAX_INVOCATION_ROW_LEN + 1] {
+        check(&array(&[2, n], normals(23, 2 * n)), &format!("[2, {n}]"));
+    }
+}
+
+#[test]
+fn every_workgroup_size() {
+    let _serial = serial();
+    let gpu = common::gpu();
+    for shape in [[3usize, 1], [5, 37], [2, 700], [1, 5000]] {
+        let x = array(&shape, normals(24, shape[0] * shape[1]).into_iter().map(|v| v * 20.0).collect());
+        let want = reference::softmax::softmax(x.mapv(f64::from).view()).expect("reference");
+        for size in [32, 64, 128, 256] {
+            let got = softmax::run_with(&gpu, x.view(), RowPath::WorkgroupOf(size)).expect("gpu softmax");
+            common::assert_close(&got, &want, ATOL, RTOL, &format!("{shape:?} workgroup {size}"));
+        }
+    }
+    for size in [0, 16, 48, 512] {
+        let e = softmax::run_with(&gpu, array(&[1, 4], vec![0.0; 4]).view(), RowPath::WorkgroupOf(size)).unwrap_err();
+        assert!(e.to_string().contains("power of two from 32 to 256"), "{e}");
+    }
 }
 
 #[test]
@@ -149,6 +175,15 @@ fn many_short_rows_beyond_one_grid_dimension() {
     let _serial = serial();
     // 70,000 rows: more workgroups than one grid dimension holds on the workgroup-per-row path.
     check(&array(&[70_000, 3], normals(31, 210_000)), "[70000, 3]");
+    // 600,000 rows: more workgroups than one grid dimension holds on the invocation path too
+    // (8 rows per workgroup on CPU adapters, 64 elsewhere).
+    let gpu = common::gpu();
+    let x = array(&[600_000, 2], normals(32, 1_200_000));
+    let want = reference::softmax::softmax(x.mapv(f64::from).view()).expect("reference");
+    for path in [RowPath::Auto, RowPath::InvocationPerRow] {
+        let got = softmax::run_with(&gpu, x.view(), path).expect("gpu softmax");
+        common::assert_close(&got, &want, ATOL, RTOL, &format!("[600000, 2] ({path:?})"));
+    }
 }
 
 #[test]

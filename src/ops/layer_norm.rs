@@ -3,10 +3,10 @@
 //!
 //! The affine part is optional (without it this is TransformerLens's `LNPre`), and the per-row
 //! `scale = sqrt(var + eps)` [..., 1] (TransformerLens's `hook_scale`) can be written as a second
-//! output: see [`record_into_full`]. Rows of at most [`WIDE_ROW_THRESHOLD`] elements run one
-//! invocation per row (64 rows per workgroup, no barriers); longer rows run one 256-invocation
-//! workgroup per row with one merge of partial (count, mean, M2) statistics. Rows are shifted by
-//! their first element so that a mean 10^4 times the spread costs no accuracy. The WGSL is
+//! output: see [`record_into_full`]. Short rows run one invocation per row (no barriers); long
+//! rows run one workgroup per row with one merge of partial (count, mean, M2) statistics; which
+//! is short, and the workgroup sizes, depend on the adapter type (see [`RowPath`]). Rows are
+//! shifted by //! their first element so that a mean 10^4 times the spread costs no accuracy. The WGSL is
 //! `shaders/layer_norm.wgsl`; the host twin is [`crate::reference::layer_norm`].
 
 use ndarray::{ArrayD, ArrayViewD};
@@ -17,14 +17,14 @@ use crate::reference::layer_norm::{check_eps, check_shapes, scale_shape};
 use crate::tensor::GpuTensor;
 
 pub use super::RowPath;
+use super::RowKernels;
 
 const SHADER: Shader = Shader { name: "layer_norm", source: include_str!("../../shaders/layer_norm.wgsl") };
-const ROWS_PER_WORKGROUP: u64 = 64;
 const FLAG_AFFINE: u32 = 1;
 const FLAG_SCALE: u32 = 2;
 
-/// Rows longer than this many elements take the workgroup-per-row path.
-pub const WIDE_ROW_THRESHOLD: usize = 256;
+/// The kernels of the two row paths.
+const KERNELS: RowKernels = RowKernels { shader: SHADER, per_invocation: "layer_norm_rows", per_workgroup: "layer_norm_wide" };
 
 /// Matches `Params` in `shaders/layer_norm.wgsl`.
 #[repr(C)]
@@ -60,17 +60,19 @@ pub fn record_into_full(
     out: &GpuTensor,
     scale_out: Option<&GpuTensor>,
 ) -> Result<()> {
-    record_into_path(gpu, encoder, x, affine, eps, (out, scale_out), RowPath::Auto)
+    record_into_with(gpu, encoder, x, affine, eps, out, scale_out, RowPath::Auto)
 }
 
-/// [`record_into_full`] with the row path chosen by the caller; `targets` is `(out, scale_out)`.
-fn record_into_path(
+/// [`record_into_full`] with the row path chosen by the caller (for tests and tuning).
+#[allow(clippy::too_many_arguments)] // record_into_full's seven plus the path
+pub fn record_into_with(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     x: &GpuTensor,
     affine: Option<(&GpuTensor, &GpuTensor)>,
     eps: f32,
-    (out, scale_out): (&GpuTensor, Option<&GpuTensor>),
+    out: &GpuTensor,
+    scale_out: Option<&GpuTensor>,
     path: RowPath,
 ) -> Result<()> {
     let (rows, n) = check_shapes(x.shape(), affine.map(|(w, b)| (w.shape(), b.shape())))?;
@@ -116,17 +118,7 @@ fn record_into_path(
             write_stand_in.buffer()
         }
     };
-    let buffers = [x.buffer(), w, b, out.buffer(), scale];
-    if path.is_wide(n, WIDE_ROW_THRESHOLD) {
-        let grid = gpu.grid(rows as u64, "layer_norm rows (one workgroup each)")?;
-        let pipeline = gpu.pipeline(SHADER, "layer_norm_wide", &[])?;
-        gpu.dispatch(encoder, &pipeline, &params, &buffers, grid);
-    } else {
-        let grid = gpu.grid((rows as u64).div_ceil(ROWS_PER_WORKGROUP), "layer_norm row workgroups")?;
-        let pipeline = gpu.pipeline(SHADER, "layer_norm_rows", &[])?;
-        gpu.dispatch(encoder, &pipeline, &params, &buffers, grid);
-    }
-    Ok(())
+    KERNELS.record(gpu, encoder, &params, &[x.buffer(), w, b, out.buffer(), scale], rows, n, path)
 }
 
 /// Records `layer_norm(x, w, b, eps)` into `encoder` and returns the new output tensor.
@@ -189,7 +181,7 @@ pub fn run_full_with(
         let out = GpuTensor::empty(gpu, xt.shape(), "layer_norm out")?;
         let scale = GpuTensor::empty(gpu, &scale_shape(xt.shape()), "layer_norm scale")?;
         let affine_refs = affine.as_ref().map(|(w, b)| (w, b));
-        record_into_path(gpu, encoder, &xt, affine_refs, eps, (&out, Some(&scale)), path)?;
+        record_into_with(gpu, encoder, &xt, affine_refs, eps, &out, Some(&scale), path)?;
         Ok(vec![out, scale])
     })?;
     match <[ArrayD<f32>; 2]>::try_from(outputs) {

@@ -1,9 +1,9 @@
 //! Softmax along the last axis on the GPU, for `x` [..., N] of any rank ≥ 1.
 //!
-//! Rows of at most [`WIDE_ROW_THRESHOLD`] elements run one invocation per row (64 rows per
-//! workgroup, no barriers); longer rows run one 256-invocation workgroup per row with a single
-//! (max, sum) reduction. Both lay their workgroups on a 2-D grid, so any number of rows
-//! dispatches. The WGSL is `shaders/softmax.wgsl`; the host twin is [`crate::reference::softmax`].
+//! Short rows run one invocation per row (no barriers); long rows run one workgroup per row
+//! with a single (max, sum) reduction. Which is short, and the workgroup sizes, depend on the
+//! adapter type: see [`RowPath`] and [`super::AUTO_INVOCATION_ROW_LEN_CPU`]. Both paths lay their
+//! workgroups on a 2-D grid, so any number of rows dispatches. The WGSL is `shaders/softmax.wgsl`; the host twin is [`crate::reference::softmax`].
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -13,12 +13,12 @@ use crate::reference::softmax::check_shape;
 use crate::tensor::GpuTensor;
 
 pub use super::RowPath;
+use super::RowKernels;
 
 const SHADER: Shader = Shader { name: "softmax", source: include_str!("../../shaders/softmax.wgsl") };
-const ROWS_PER_WORKGROUP: u64 = 64;
 
-/// Rows longer than this many elements take the workgroup-per-row path.
-pub const WIDE_ROW_THRESHOLD: usize = 256;
+/// The kernels of the two row paths.
+const KERNELS: RowKernels = RowKernels { shader: SHADER, per_invocation: "softmax_rows", per_workgroup: "softmax_wide" };
 
 /// Matches `Params` in `shaders/softmax.wgsl`.
 #[repr(C)]
@@ -55,17 +55,7 @@ pub fn record_into_with(
         return Ok(());
     }
     let params = Params { rows: rows as u32, n: n as u32, _pad: [0; 2] };
-    let buffers = [x.buffer(), out.buffer()];
-    if path.is_wide(n, WIDE_ROW_THRESHOLD) {
-        let grid = gpu.grid(rows as u64, "softmax rows (one workgroup each)")?;
-        let pipeline = gpu.pipeline(SHADER, "softmax_wide", &[])?;
-        gpu.dispatch(encoder, &pipeline, &params, &buffers, grid);
-    } else {
-        let grid = gpu.grid((rows as u64).div_ceil(ROWS_PER_WORKGROUP), "softmax row workgroups")?;
-        let pipeline = gpu.pipeline(SHADER, "softmax_rows", &[])?;
-        gpu.dispatch(encoder, &pipeline, &params, &buffers, grid);
-    }
-    Ok(())
+    KERNELS.record(gpu, encoder, &params, &[x.buffer(), out.buffer()], rows, n, path)
 }
 
 /// Records `softmax(x)` into `encoder` and returns the new output tensor.

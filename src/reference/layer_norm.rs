@@ -10,7 +10,7 @@ use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, Ix1, IxDyn, Zip};
 
 use crate::error::{fmt_shape, Error, Result};
 
-/// Checks `x` [..., N] (rank ≥ 1) and, when given, `w` [N] and `b` [N]; returns `(rows, n)`.
+/// Checks `x [..., N]` (rank ≥ 1) and, when given, `w [N]` and `b [N]`; returns `(rows, n)`.
 pub fn check_shapes(x: &[usize], affine: Option<(&[usize], &[usize])>) -> Result<(usize, usize)> {
     let Some((&n, batch)) = x.split_last() else {
         return Err(Error::Shape(format!(
