@@ -5,4 +5,6 @@
 //! data with `mapv(f64::from)`: SPEC's expected values are the float64 result of float32 inputs).
 
 pub mod gelu;
+pub mod layer_norm;
 pub mod matmul;
+pub mod softmax;
