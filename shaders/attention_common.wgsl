@@ -2,11 +2,15 @@
 // attention_pv and attention_fused by src/ops/attention.rs): the parameters, the causal mask and
 // the work-item decoding.
 //
-// q, k, v and out are addressed as [B, H, rows, cols] through strides (in elements) for batch,
-// head and row, with contiguous columns. The attention op passes the strides of contiguous
-// [B, H, S, D] tensors; attention_layer passes those of TransformerLens's [B, S, H, dh] layout,
-// so that its projections and z never need a transpose. The pattern and the scores are always
-// contiguous [B, H, Sq, Sk].
+// q, k, v and out are addressed as [B, H, rows, cols] through strides for batch, head and row,
+// with contiguous columns. The attention op passes the strides of contiguous [B, H, S, D]
+// tensors; attention_layer those of TransformerLens's [B, S, H, dh] layout, so that its
+// projections and z never need a transpose. q, k and v are read as vec4s (a CPU adapter such as
+// lavapipe pays per load, not per float, so this alone makes the kernels about twice as fast):
+// their strides are in vec4s, and their rows hold d4 (or dv4) vec4s. When a head size is not a
+// multiple of 4, the host first packs that input into zero-padded rows with attention_pack (the
+// zeros add nothing to any dot product). out, the pattern and the scores are plain floats; the
+// pattern and the scores are always contiguous [B, H, Sq, Sk].
 //
 // Work is split into tiles; one invocation owns one tile. Invocations are numbered linearly over
 // a 2-D grid of 64-wide workgroups (the grid's x is at most 65535), and the number decodes as
@@ -16,12 +20,13 @@ struct Params {
     heads: u32,
     sq: u32,
     sk: u32,
-    d: u32,
+    d4: u32,        // q and k row length in vec4s (D rounded up to a multiple of 4, over 4)
     dv: u32,
+    dv4: u32,       // v row length in vec4s
     causal: u32,
     scale: f32,
     neg_inf: f32,   // -inf comes from the host: WGSL has no infinite literals
-    q_b: u32,
+    q_b: u32,       // q, k, v strides in vec4s
     q_h: u32,
     q_i: u32,
     k_b: u32,
@@ -30,13 +35,12 @@ struct Params {
     v_b: u32,
     v_h: u32,
     v_j: u32,
-    o_b: u32,
+    o_b: u32,       // out strides in floats
     o_h: u32,
     o_i: u32,
     count: u32,     // invocations that own a tile
     tiles_i: u32,   // query tiles per (b, h)
     tiles_j: u32,   // column tiles (keys, value columns or value chunks) per query tile
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

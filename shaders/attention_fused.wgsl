@@ -2,9 +2,9 @@
 // the keys, never writing the Sq x Sk pattern.
 //
 // An invocation owns 4 queries and a chunk of up to 64 value columns. It walks the visible keys in
-// blocks of 4: the 4 x 4 block of scores comes from one walk over the head dimension (4 q and 4 k
-// loads per step for 16 multiply-adds, so D may be any size: nothing of length D is kept), then
-// the online softmax updates each query's running maximum m and sum l,
+// blocks of 8: the 4 x 8 block of scores comes from one walk over the head dimension in vec4 steps
+// (4 q and 8 k vec4 loads per step for 128 multiply-adds; nothing of length D is kept, so D may be
+// any size), then the online softmax updates each query's running maximum m and sum l,
 //     m' = max(m, block max),  c = exp(m - m'),  p = exp(s - m'),  l' = c l + sum p,
 // and the accumulators become c acc + p v. At the end out = acc / l (zero when the query sees no
 // key). Masked keys get p = 0 and never raise the maximum; the running maximum starts at a finite
@@ -12,20 +12,47 @@
 //
 // Why a 64-column chunk in a per-invocation array: the 4 x 64 accumulators (1 KiB) let one score
 // computation serve 64 value columns without workgroup memory or barriers (slow on CPU adapters
-// such as lavapipe). Wider values (Dv up to 256 and beyond) take ceil(Dv / 64) invocations per
+// such as lavapipe). CPU adapters keep such an array in scratch memory, which costs about as much
+// as a buffer load, hence 8-key blocks: each accumulator is read and written once per 8 keys. Wider values (Dv up to 256 and beyond) take ceil(Dv / 64) invocations per
 // query tile, each recomputing the scores: for D = Dv = 256 that is 4 score passes, still cheaper
 // in memory traffic than writing and re-reading the pattern. Heads of 64 or fewer (GPT-2,
 // Othello-GPT, Pythia) do no recomputation. 64 invocations a workgroup.
 
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const CHUNK4: u32 = 16u;   // value columns per invocation, in vec4s (64 columns)
 
-fn vrow(base: u32, c: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(v[base + c.x], v[base + c.y], v[base + c.z], v[base + c.w]);
+// One query's scores against 4 keys.
+fn dots(x: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(x, a), dot(x, b), dot(x, c), dot(x, d));
+}
+
+// Scaled scores, or LOWEST where masked (so that they never raise the maximum).
+fn scaled(s: vec4<f32>, vis: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(LOWEST), params.scale * s, vis);
+}
+
+fn hmax(x: vec4<f32>, y: vec4<f32>) -> f32 {
+    let z = max(x, y);
+    return max(max(z.x, z.y), max(z.z, z.w));
+}
+
+fn hsum(x: vec4<f32>, y: vec4<f32>) -> f32 {
+    return dot(x + y, vec4<f32>(1.0));
+}
+
+// exp(s - m) for the visible keys, 0 for the masked ones.
+fn weights(s: vec4<f32>, m: f32, vis: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), exp(s - m), vis);
+}
+
+// c * acc + (weights of 8 keys) . (their 8 value vec4s).
+fn update(acc: vec4<f32>, c: f32, lo: vec4<f32>, hi: vec4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+          v3: vec4<f32>, v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>) -> vec4<f32> {
+    return c * acc + lo.x * v0 + lo.y * v1 + lo.z * v2 + lo.w * v3 + hi.x * v4 + hi.y * v5 + hi.z * v6 + hi.w * v7;
 }
 
 @compute @workgroup_size(64)
@@ -37,77 +64,105 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         return;
     }
     let t = tile_of(g, 4u);
-    let col0 = t.jt * CHUNK4 * 4u;
-    let chunk4 = min(CHUNK4, (params.dv - col0 + 3u) / 4u);
-    let last_i = params.sq - 1u;
-    let last_j = params.sk - 1u;
-    let last_e = params.dv - 1u;
-    let rows = min(vec4<u32>(t.i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_i));
+    let c0 = t.jt * CHUNK4;
+    let chunk4 = min(CHUNK4, params.dv4 - c0);
+    let last_j = vec4<u32>(params.sk - 1u);
+    let rows = min(vec4<u32>(t.i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.sq - 1u));
     let seen = vec4<u32>(visible(rows.x), visible(rows.y), visible(rows.z), visible(rows.w));
-    let qb = t.b * params.q_b + t.h * params.q_h;
-    let qr = vec4<u32>(qb) + rows * params.q_i;
-    let kb = t.b * params.k_b + t.h * params.k_h;
-    let vb = t.b * params.v_b + t.h * params.v_h;
+    let qr = t.b * params.q_b + t.h * params.q_h + rows * params.q_i;
+    let kbase = t.b * params.k_b + t.h * params.k_h;
+    let vbase = t.b * params.v_b + t.h * params.v_h + c0;
 
-    var acc: array<vec4<f32>, 64>;   // [query r][column vec4 c] at r * CHUNK4 + c
-    for (var a = 0u; a < 64u; a++) {
-        acc[a] = vec4<f32>(0.0);
-    }
-    var m = vec4<f32>(LOWEST);   // running maximum per query
-    var l = vec4<f32>(0.0);      // running sum per query
+    var acc: array<vec4<f32>, 64>;   // zero-initialised; [query r][column vec4 c] at r * CHUNK4 + c
+    var m = vec4<f32>(LOWEST);       // running maximum per query
+    var l = vec4<f32>(0.0);          // running sum per query
 
-    for (var j0 = 0u; j0 < seen.w; j0 += 4u) {
-        let keys = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
-        let kr = vec4<u32>(kb) + min(keys, vec4<u32>(last_j)) * params.k_j;
-        var s0 = vec4<f32>(0.0);
-        var s1 = vec4<f32>(0.0);
-        var s2 = vec4<f32>(0.0);
-        var s3 = vec4<f32>(0.0);
-        for (var d = 0u; d < params.d; d++) {
-            let kd = vec4<f32>(k[kr.x + d], k[kr.y + d], k[kr.z + d], k[kr.w + d]);
-            s0 += q[qr.x + d] * kd;
-            s1 += q[qr.y + d] * kd;
-            s2 += q[qr.z + d] * kd;
-            s3 += q[qr.w + d] * kd;
+    for (var j0 = 0u; j0 < seen.w; j0 += 8u) {
+        // Keys past Sk are clamped to the last one for loading; the mask gives them p = 0.
+        let lo = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
+        let hi = lo + vec4<u32>(4u);
+        let kl = kbase + min(lo, last_j) * params.k_j;
+        let kh = kbase + min(hi, last_j) * params.k_j;
+        var s0l = vec4<f32>(0.0);
+        var s0h = vec4<f32>(0.0);
+        var s1l = vec4<f32>(0.0);
+        var s1h = vec4<f32>(0.0);
+        var s2l = vec4<f32>(0.0);
+        var s2h = vec4<f32>(0.0);
+        var s3l = vec4<f32>(0.0);
+        var s3h = vec4<f32>(0.0);
+        for (var d = 0u; d < params.d4; d++) {
+            let k0 = k[kl.x + d];
+            let k1 = k[kl.y + d];
+            let k2 = k[kl.z + d];
+            let k3 = k[kl.w + d];
+            let k4 = k[kh.x + d];
+            let k5 = k[kh.y + d];
+            let k6 = k[kh.z + d];
+            let k7 = k[kh.w + d];
+            let q0 = q[qr.x + d];
+            let q1 = q[qr.y + d];
+            let q2 = q[qr.z + d];
+            let q3 = q[qr.w + d];
+            s0l += dots(q0, k0, k1, k2, k3);
+            s0h += dots(q0, k4, k5, k6, k7);
+            s1l += dots(q1, k0, k1, k2, k3);
+            s1h += dots(q1, k4, k5, k6, k7);
+            s2l += dots(q2, k0, k1, k2, k3);
+            s2h += dots(q2, k4, k5, k6, k7);
+            s3l += dots(q3, k0, k1, k2, k3);
+            s3h += dots(q3, k4, k5, k6, k7);
         }
-        // Masked scores drop to LOWEST (so they never raise the maximum) and get p = 0.
-        let vis0 = keys < vec4<u32>(seen.x);
-        let vis1 = keys < vec4<u32>(seen.y);
-        let vis2 = keys < vec4<u32>(seen.z);
-        let vis3 = keys < vec4<u32>(seen.w);
-        s0 = select(vec4<f32>(LOWEST), params.scale * s0, vis0);
-        s1 = select(vec4<f32>(LOWEST), params.scale * s1, vis1);
-        s2 = select(vec4<f32>(LOWEST), params.scale * s2, vis2);
-        s3 = select(vec4<f32>(LOWEST), params.scale * s3, vis3);
-        let block = vec4<f32>(max(max(s0.x, s0.y), max(s0.z, s0.w)), max(max(s1.x, s1.y), max(s1.z, s1.w)),
-                              max(max(s2.x, s2.y), max(s2.z, s2.w)), max(max(s3.x, s3.y), max(s3.z, s3.w)));
-        let m_new = max(m, block);
+        let v0l = lo < vec4<u32>(seen.x);
+        let v0h = hi < vec4<u32>(seen.x);
+        let v1l = lo < vec4<u32>(seen.y);
+        let v1h = hi < vec4<u32>(seen.y);
+        let v2l = lo < vec4<u32>(seen.z);
+        let v2h = hi < vec4<u32>(seen.z);
+        let v3l = lo < vec4<u32>(seen.w);
+        let v3h = hi < vec4<u32>(seen.w);
+        s0l = scaled(s0l, v0l);
+        s0h = scaled(s0h, v0h);
+        s1l = scaled(s1l, v1l);
+        s1h = scaled(s1h, v1h);
+        s2l = scaled(s2l, v2l);
+        s2h = scaled(s2h, v2h);
+        s3l = scaled(s3l, v3l);
+        s3h = scaled(s3h, v3h);
+        let m_new = max(m, vec4<f32>(hmax(s0l, s0h), hmax(s1l, s1h), hmax(s2l, s2h), hmax(s3l, s3h)));
         let c = exp(m - m_new);
-        let p0 = select(vec4<f32>(0.0), exp(s0 - m_new.x), vis0);
-        let p1 = select(vec4<f32>(0.0), exp(s1 - m_new.y), vis1);
-        let p2 = select(vec4<f32>(0.0), exp(s2 - m_new.z), vis2);
-        let p3 = select(vec4<f32>(0.0), exp(s3 - m_new.w), vis3);
-        l = c * l + vec4<f32>(dot(p0, vec4<f32>(1.0)), dot(p1, vec4<f32>(1.0)),
-                              dot(p2, vec4<f32>(1.0)), dot(p3, vec4<f32>(1.0)));
+        let p0l = weights(s0l, m_new.x, v0l);
+        let p0h = weights(s0h, m_new.x, v0h);
+        let p1l = weights(s1l, m_new.y, v1l);
+        let p1h = weights(s1h, m_new.y, v1h);
+        let p2l = weights(s2l, m_new.z, v2l);
+        let p2h = weights(s2h, m_new.z, v2h);
+        let p3l = weights(s3l, m_new.w, v3l);
+        let p3h = weights(s3h, m_new.w, v3h);
+        l = c * l + vec4<f32>(hsum(p0l, p0h), hsum(p1l, p1h), hsum(p2l, p2h), hsum(p3l, p3h));
         m = m_new;
 
-        // Keys past Sk are clamped to the last one for loading; their p is 0.
-        let vr = vec4<u32>(vb) + min(keys, vec4<u32>(last_j)) * params.v_j;
+        let vl = vbase + min(lo, last_j) * params.v_j;
+        let vh = vbase + min(hi, last_j) * params.v_j;
         for (var ci = 0u; ci < chunk4; ci++) {
-            let e = min(vec4<u32>(col0 + ci * 4u) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_e));
-            let v0 = vrow(vr.x, e);
-            let v1 = vrow(vr.y, e);
-            let v2 = vrow(vr.z, e);
-            let v3 = vrow(vr.w, e);
-            acc[ci] = c.x * acc[ci] + p0.x * v0 + p0.y * v1 + p0.z * v2 + p0.w * v3;
-            acc[CHUNK4 + ci] = c.y * acc[CHUNK4 + ci] + p1.x * v0 + p1.y * v1 + p1.z * v2 + p1.w * v3;
-            acc[2u * CHUNK4 + ci] = c.z * acc[2u * CHUNK4 + ci] + p2.x * v0 + p2.y * v1 + p2.z * v2 + p2.w * v3;
-            acc[3u * CHUNK4 + ci] = c.w * acc[3u * CHUNK4 + ci] + p3.x * v0 + p3.y * v1 + p3.z * v2 + p3.w * v3;
+            let x0 = v[vl.x + ci];
+            let x1 = v[vl.y + ci];
+            let x2 = v[vl.z + ci];
+            let x3 = v[vl.w + ci];
+            let x4 = v[vh.x + ci];
+            let x5 = v[vh.y + ci];
+            let x6 = v[vh.z + ci];
+            let x7 = v[vh.w + ci];
+            acc[ci] = update(acc[ci], c.x, p0l, p0h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[CHUNK4 + ci] = update(acc[CHUNK4 + ci], c.y, p1l, p1h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[2u * CHUNK4 + ci] = update(acc[2u * CHUNK4 + ci], c.z, p2l, p2h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[3u * CHUNK4 + ci] = update(acc[3u * CHUNK4 + ci], c.w, p3l, p3h, x0, x1, x2, x3, x4, x5, x6, x7);
         }
     }
 
     let inv = select(vec4<f32>(0.0), 1.0 / max(l, vec4<f32>(1.0e-30)), l > vec4<f32>(0.0));
-    let ob = t.b * params.o_b + t.h * params.o_h;
+    let ob = t.b * params.o_b + t.h * params.o_h + c0 * 4u;
+    let cols = params.dv - c0 * 4u;
     for (var r = 0u; r < 4u; r++) {
         let i = t.i0 + r;
         if (i >= params.sq) {
@@ -117,9 +172,8 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         for (var ci = 0u; ci < chunk4; ci++) {
             let o = acc[r * CHUNK4 + ci] * inv[r];
             for (var x = 0u; x < 4u; x++) {
-                let col = col0 + ci * 4u + x;
-                if (col < params.dv) {
-                    out[row + col] = o[x];
+                if (ci * 4u + x < cols) {
+                    out[row + ci * 4u + x] = o[x];
                 }
             }
         }

@@ -3,10 +3,15 @@
 //!
 //! Two paths, both barrier-free and register-blocked (see the WGSL headers for the tiling):
 //! - **unfused**, when the caller wants the pattern: `attention_scores.wgsl` writes the masked
-//!   logits into the pattern buffer (4 x 4 tiles), `attention_softmax.wgsl` normalises each row in
-//!   place (one invocation a row), `attention_pv.wgsl` multiplies by v (4 x 4 tiles);
-//! - **fused**, when it does not: `attention_fused.wgsl` walks the keys once with an online
-//!   softmax (4 queries x 64 value columns an invocation) and never stores the Sq x Sk matrix.
+//!   logits into the pattern buffer (4 queries x 8 keys an invocation), `attention_softmax.wgsl`
+//!   normalises each row in place (one invocation a row), `attention_pv.wgsl` multiplies by v
+//!   (4 queries x 8 value columns an invocation);
+//! - **fused**, when it does not: `attention_fused.wgsl` walks the keys once, 8 at a time, with an
+//!   online softmax (4 queries x 64 value columns an invocation) and never stores the Sq x Sk
+//!   matrix.
+//!
+//! q, k and v are read as vec4s; a head size that is not a multiple of 4 is first packed into
+//! zero-padded rows (`attention_pack.wgsl`). Dispatch details live in [`kernels`].
 //!
 //! The pre-softmax scores (TransformerLens's `hook_attn_scores`, `-inf` where masked) are an
 //! optional third output: on the unfused path they are a copy of the pattern buffer taken before
@@ -16,94 +21,15 @@
 //! them directly on TransformerLens's [B, S, H, dh] layout. The host twin is
 //! [`crate::reference::attention`], whose shape check this module shares.
 
+pub(crate) mod kernels;
+
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::Gpu;
 use crate::reference::attention::{attention_shapes, AttentionDims};
 use crate::tensor::GpuTensor;
-
-/// One attention kernel: the shared prelude followed by the kernel's own file.
-macro_rules! attention_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!("../../shaders/attention_common.wgsl"),
-                include_str!(concat!("../../shaders/", $name, ".wgsl"))
-            ),
-        }
-    };
-}
-
-const SCORES: Shader = attention_shader!("attention_scores");
-const SOFTMAX: Shader = attention_shader!("attention_softmax");
-const PV: Shader = attention_shader!("attention_pv");
-const FUSED: Shader = attention_shader!("attention_fused");
-
-/// Invocations per workgroup in every attention kernel (`WG` in the WGSL).
-const WORKGROUP: u64 = 64;
-/// Queries (and keys, and value columns) per register tile.
-const TILE: usize = 4;
-/// Value columns per invocation of the fused kernel (`CHUNK4 * 4` in the WGSL).
-const FUSED_CHUNK: usize = 64;
-
-/// Matches `Params` in `shaders/attention_common.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    heads: u32,
-    sq: u32,
-    sk: u32,
-    d: u32,
-    dv: u32,
-    causal: u32,
-    scale: f32,
-    neg_inf: f32,
-    q: [u32; 3],
-    k: [u32; 3],
-    v: [u32; 3],
-    out: [u32; 3],
-    count: u32,
-    tiles_i: u32,
-    tiles_j: u32,
-    _pad: u32,
-}
-
-/// Strides, in elements, of a tensor read as [B, H, rows, columns] with contiguous columns.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Strides {
-    batch: usize,
-    head: usize,
-    row: usize,
-}
-
-impl Strides {
-    /// A contiguous [B, H, rows, cols] tensor.
-    pub(crate) fn bhsc(heads: usize, rows: usize, cols: usize) -> Self {
-        Self { batch: heads * rows * cols, head: rows * cols, row: cols }
-    }
-
-    /// A contiguous [B, rows, H, cols] tensor (TransformerLens's [B, S, H, dh]).
-    pub(crate) fn bshc(heads: usize, rows: usize, cols: usize) -> Self {
-        Self { batch: rows * heads * cols, head: cols, row: heads * cols }
-    }
-
-    fn to_u32(self) -> Result<[u32; 3]> {
-        Ok([u32_of(self.batch, "batch stride")?, u32_of(self.head, "head stride")?, u32_of(self.row, "row stride")?])
-    }
-}
-
-/// An attention problem on GPU tensors already checked against `dims`.
-pub(crate) struct Problem<'a> {
-    pub dims: AttentionDims,
-    pub causal: bool,
-    pub scale: f32,
-    pub q: (&'a GpuTensor, Strides),
-    pub k: (&'a GpuTensor, Strides),
-    pub v: (&'a GpuTensor, Strides),
-    pub out: (&'a GpuTensor, Strides),
-}
+use kernels::{record_problem, record_scores, Problem, Strides};
 
 /// The outputs of [`record_outputs_into`]: `out` always, the pattern and the scores on request.
 #[derive(Clone, Copy, Debug)]
@@ -210,7 +136,7 @@ pub fn record_scores_into(
         v: (k, strides),
         out: (scores, Strides::bhsc(h, dims.sq, dims.sk)),
     };
-    dispatch_scores(gpu, encoder, &problem, scores)
+    record_scores(gpu, encoder, &problem, scores)
 }
 
 /// Records attention and returns `(out, pattern)`, allocating both; `want_pattern = false` takes
@@ -288,97 +214,3 @@ pub(crate) fn empty_pattern(gpu: &Gpu, dims: &AttentionDims, name: &str) -> Resu
     })
 }
 
-/// Records the kernels for `problem`: unfused when `pattern` is given, fused otherwise; `scores`
-/// in either case when given.
-pub(crate) fn record_problem(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    problem: &Problem<'_>,
-    pattern: Option<&GpuTensor>,
-    scores: Option<&GpuTensor>,
-) -> Result<()> {
-    let dims = problem.dims;
-    match pattern {
-        Some(pattern) => {
-            dispatch_scores(gpu, encoder, problem, pattern)?;
-            if let Some(scores) = scores {
-                let bytes = (pattern.len() * 4) as u64;
-                if bytes > 0 {
-                    encoder.copy_buffer_to_buffer(pattern.buffer(), 0, scores.buffer(), 0, bytes);
-                }
-            }
-            let rows = dims.batch * dims.heads * dims.sq;
-            if dims.sk > 0 {
-                launch(gpu, encoder, problem, SOFTMAX, "softmax_rows", (rows, 1, 1), &[pattern.buffer()])?;
-            }
-            let tiles = dims.dv.div_ceil(TILE);
-            let buffers = [pattern.buffer(), problem.v.0.buffer(), problem.out.0.buffer()];
-            let bh = dims.batch * dims.heads;
-            launch(gpu, encoder, problem, PV, "pattern_v", (bh, dims.sq.div_ceil(TILE), tiles), &buffers)
-        }
-        None => {
-            if let Some(scores) = scores {
-                dispatch_scores(gpu, encoder, problem, scores)?;
-            }
-            let tiles = dims.dv.div_ceil(FUSED_CHUNK);
-            let buffers = [problem.q.0.buffer(), problem.k.0.buffer(), problem.v.0.buffer(), problem.out.0.buffer()];
-            let bh = dims.batch * dims.heads;
-            launch(gpu, encoder, problem, FUSED, "attention_fused", (bh, dims.sq.div_ceil(TILE), tiles), &buffers)
-        }
-    }
-}
-
-/// The scores kernel, writing into `scores` (the pattern buffer or a separate scores tensor).
-fn dispatch_scores(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, problem: &Problem<'_>, scores: &GpuTensor) -> Result<()> {
-    let dims = problem.dims;
-    let grid = (dims.batch * dims.heads, dims.sq.div_ceil(TILE), dims.sk.div_ceil(TILE));
-    let buffers = [problem.q.0.buffer(), problem.k.0.buffer(), scores.buffer()];
-    launch(gpu, encoder, problem, SCORES, "scores_kernel", grid, &buffers)
-}
-
-/// Dispatches `entry` over `bh x tiles_i x tiles_j` work items (nothing when that is zero).
-fn launch(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    problem: &Problem<'_>,
-    shader: Shader,
-    entry: &'static str,
-    (bh, tiles_i, tiles_j): (usize, usize, usize),
-    buffers: &[&wgpu::Buffer],
-) -> Result<()> {
-    let count = bh as u64 * tiles_i as u64 * tiles_j as u64;
-    if count == 0 {
-        return Ok(());
-    }
-    let dims = problem.dims;
-    let params = Params {
-        heads: u32_of(dims.heads, "heads")?,
-        sq: u32_of(dims.sq, "Sq")?,
-        sk: u32_of(dims.sk, "Sk")?,
-        d: u32_of(dims.d, "D")?,
-        dv: u32_of(dims.dv, "Dv")?,
-        causal: u32::from(problem.causal),
-        scale: problem.scale,
-        neg_inf: f32::NEG_INFINITY,
-        q: problem.q.1.to_u32()?,
-        k: problem.k.1.to_u32()?,
-        v: problem.v.1.to_u32()?,
-        out: problem.out.1.to_u32()?,
-        count: u32::try_from(count).map_err(|_| too_large(entry, count))?,
-        tiles_i: u32_of(tiles_i, "query tiles")?,
-        tiles_j: u32_of(tiles_j, "column tiles")?,
-        _pad: 0,
-    };
-    let grid = gpu.grid(count.div_ceil(WORKGROUP), &format!("attention {entry} workgroups"))?;
-    let pipeline = gpu.pipeline(shader, entry, &[])?;
-    gpu.dispatch(encoder, &pipeline, &params, buffers, grid);
-    Ok(())
-}
-
-fn u32_of(x: usize, what: &str) -> Result<u32> {
-    u32::try_from(x).map_err(|_| too_large(what, x as u64))
-}
-
-fn too_large(what: &str, x: u64) -> Error {
-    Error::Shape(format!("attention {what} is {x}, more than the 32-bit indices of the kernels allow"))
-}
