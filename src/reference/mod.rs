@@ -5,4 +5,5 @@
 //! data with `mapv(f64::from)`: SPEC's expected values are the float64 result of float32 inputs).
 
 pub mod attention;
+pub mod attention_layer;
 pub mod gelu;

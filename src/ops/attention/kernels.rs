@@ -253,7 +253,7 @@ fn launch(
     Ok(())
 }
 
-fn u32_of(x: usize, what: &str) -> Result<u32> {
+pub(crate) fn u32_of(x: usize, what: &str) -> Result<u32> {
     u32::try_from(x).map_err(|_| too_large(what, x as u64))
 }
 
