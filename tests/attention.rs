@@ -213,7 +213,8 @@ fn empty_dimensions() {
 #[test]
 fn bad_shapes_are_named() {
     let gpu = common::gpu();
-    let cases: [(&[usize], &[usize], &[usize], &str); 6] = [
+    type Case<'a> = (&'a [usize], &'a [usize], &'a [usize], &'a str);
+    let cases: [Case; 6] = [
         (&[1, 2, 3, 16], &[1, 2, 5, 8], &[1, 2, 5, 8], "k is [1, 2, 5, 8] but q is [1, 2, 3, 16]: head dims 8 and 16 differ"),
         (&[2, 3, 4], &[1, 2, 5, 8], &[1, 2, 5, 8], "q is [2, 3, 4] but attention needs a rank-4 q [B, H, Sq, D]"),
         (&[1, 2, 3, 8], &[2, 2, 5, 8], &[1, 2, 5, 8], "k is [2, 2, 5, 8] but q is [1, 2, 3, 8]: batch sizes 2 and 1 differ"),

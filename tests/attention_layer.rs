@@ -134,3 +134,25 @@ fn bad_shapes_are_named() {
     let zero = layer(1, 3, 8, 2, 0, 0.5, 11).1;
     assert_eq!(run(&x, &zero), "W_Q is [2, 8, 0]: d_head is 0, so the attention scale 1/sqrt(d_head) is undefined");
 }
+
+#[test]
+fn record_into_caller_tensors() {
+    use shaderlens::GpuTensor;
+    let gpu = common::gpu();
+    let (x, weights) = layer(2, 7, 20, 2, 8, 0.5, 12);
+    let want = attention_layer(x.mapv(f64::from).view(), &weights.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view())).unwrap();
+    let xt = GpuTensor::upload(&gpu, x.view(), "x").unwrap();
+    let wt = weights.map(|name, a| GpuTensor::upload(&gpu, a.view(), name).unwrap());
+    let out = GpuTensor::empty(&gpu, &[2, 7, 20], "out").unwrap();
+    let pattern = GpuTensor::empty(&gpu, &[2, 2, 7, 7], "pattern").unwrap();
+    for with_pattern in [false, true] {
+        let mut encoder = gpu.encoder();
+        attention_layer::record_into(&gpu, &mut encoder, &xt, &wt.map(|_, t| t), &out, with_pattern.then_some(&pattern)).unwrap();
+        gpu.submit_and_wait(encoder).unwrap();
+        common::assert_close(&out.read(&gpu).unwrap(), &want.out, ATOL, RTOL, "out");
+    }
+    common::assert_close(&pattern.read(&gpu).unwrap(), &want.pattern, ATOL, RTOL, "pattern");
+    let wrong = GpuTensor::empty(&gpu, &[2, 7, 21], "out").unwrap();
+    let e = attention_layer::record_into(&gpu, &mut gpu.encoder(), &xt, &wt.map(|_, t| t), &wrong, None).unwrap_err();
+    assert_eq!(e.to_string(), "out is [2, 7, 21] but x [2, 7, 20] and W_Q [2, 20, 8] need out [2, 7, 20]");
+}

@@ -5,7 +5,7 @@
 //! Five dispatches (six with the pattern, seven with the scores), all recorded into the caller's
 //! encoder:
 //! 1. three per-head projections (`attention_project*.wgsl`) write q, k and v directly in
-//!    TransformerLens's [B,S,H,d_head] layout: `x W[h] + b[h]`, 4 rows x 8 columns an invocation
+//!    TransformerLens's [B,S,H,d_head] layout: `x W[h] + b[h]`, 8 rows x 8 columns an invocation
 //!    with vec4 loads when d_model and d_head are multiples of 4, 4 x 4 with scalar loads
 //!    otherwise;
 //! 2. causal attention with scale `1/sqrt(d_head)` ([`crate::ops::attention`]'s kernels, which
@@ -274,10 +274,11 @@ fn record_projection(
     d_head: usize,
 ) -> Result<()> {
     let cols = heads * d_head;
-    let vec4 = inner > 0 && inner % 4 == 0 && d_head % 4 == 0;
-    let (shader, entry, col_tile) = if vec4 { (PROJECT, "project4", 8) } else { (PROJECT_SCALAR, "project1", 4) };
+    let vec4 = inner > 0 && inner.is_multiple_of(4) && d_head.is_multiple_of(4);
+    let (shader, entry, (row_tile, col_tile)) =
+        if vec4 { (PROJECT, "project4", (8, 8)) } else { (PROJECT_SCALAR, "project1", (4, 4)) };
     let col_tiles = cols.div_ceil(col_tile);
-    let count = rows.div_ceil(4) as u64 * col_tiles as u64;
+    let count = rows.div_ceil(row_tile) as u64 * col_tiles as u64;
     if count == 0 {
         return Ok(());
     }

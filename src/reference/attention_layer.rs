@@ -163,7 +163,7 @@ pub fn attention_layer(x: ArrayViewD<'_, f64>, w: &AttentionWeights<ArrayViewD<'
     let project = |w: ArrayView3<'_, f64>, b: ArrayView2<'_, f64>| {
         let mut out = Array4::<f64>::zeros((batch, seq, heads, d_head));
         for h in 0..heads {
-            let y = rows.dot(&w.slice(s![h, .., ..])) + &b.slice(s![h, ..]);
+            let y = rows.dot(&w.slice(s![h, .., ..])) + b.slice(s![h, ..]);
             let y = y.to_shape((batch, seq, d_head)).map_err(shape_err)?;
             out.slice_mut(s![.., .., h, ..]).assign(&y);
         }
@@ -180,7 +180,7 @@ pub fn attention_layer(x: ArrayViewD<'_, f64>, w: &AttentionWeights<ArrayViewD<'
     let z_rows = z.to_shape((batch * seq, heads * d_head)).map_err(shape_err)?;
     let w_o = w.w_o.to_shape((heads * d_head, d_model)).map_err(shape_err)?;
     let b_o = rank::<Ix1>(&w.b_o)?;
-    let out: Array2<f64> = z_rows.dot(&w_o) + &b_o;
+    let out: Array2<f64> = z_rows.dot(&w_o) + b_o;
     let out = out.into_shape_with_order((batch, seq, d_model)).map_err(shape_err)?;
     Ok(LayerActivations {
         q: q.into_dyn(),
@@ -201,4 +201,31 @@ fn rank<'a, D: ndarray::Dimension>(a: &'a ArrayViewD<'_, f64>) -> Result<ndarray
 /// q, k or v [B, S, H, d_head] viewed heads first, [B, H, S, d_head], for the attention reference.
 fn by_head(a: &Array4<f64>) -> ArrayViewD<'_, f64> {
     a.view().permuted_axes([0, 2, 1, 3]).into_dyn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array};
+
+    #[test]
+    fn one_position_passes_v_through_w_o() {
+        // With S = 1 the pattern is 1, so z = v = x W_V + b_V and out = z W_O + b_O.
+        let x = array![[[1.0, 2.0]]].into_dyn();
+        let w = AttentionWeights {
+            w_q: Array::from_elem((1, 2, 1), 5.0).into_dyn(),
+            w_k: Array::from_elem((1, 2, 1), -3.0).into_dyn(),
+            w_v: array![[[0.5], [0.25]]].into_dyn(),
+            b_q: array![[1.0]].into_dyn(),
+            b_k: array![[1.0]].into_dyn(),
+            b_v: array![[0.125]].into_dyn(),
+            w_o: array![[[2.0, -1.0]]].into_dyn(),
+            b_o: array![10.0, 20.0].into_dyn(),
+        };
+        let got = attention_layer(x.view(), &w.map(|_, a| a.view())).unwrap();
+        assert_eq!(got.pattern.as_slice().unwrap(), &[1.0]);
+        assert_eq!(got.z.as_slice().unwrap(), &[1.125]);
+        assert_eq!(got.out.as_slice().unwrap(), &[12.25, 18.875]);
+        assert_eq!(got.attn_scores.as_slice().unwrap(), &[16.0 * -8.0]);
+    }
 }

@@ -209,7 +209,7 @@ fn vec4_rows(
     if batch * heads * rows * cols == 0 {
         return Ok((GpuTensor::empty(gpu, &[4], "attention placeholder")?, [0; 3]));
     }
-    if cols % 4 == 0 && strides.all().iter().all(|s| s % 4 == 0) {
+    if cols.is_multiple_of(4) && strides.all().iter().all(|s| s.is_multiple_of(4)) {
         return Ok((tensor.clone(), strides.in_units(4)?));
     }
     let cols4 = cols.div_ceil(4);
