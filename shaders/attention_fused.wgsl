@@ -13,10 +13,11 @@
 // Why a 64-column chunk in a per-invocation array: the 4 x 64 accumulators (1 KiB) let one score
 // computation serve 64 value columns without workgroup memory or barriers (slow on CPU adapters
 // such as lavapipe). CPU adapters keep such an array in scratch memory, which costs about as much
-// as a buffer load, hence 8-key blocks: each accumulator is read and written once per 8 keys. Wider values (Dv up to 256 and beyond) take ceil(Dv / 64) invocations per
-// query tile, each recomputing the scores: for D = Dv = 256 that is 4 score passes, still cheaper
-// in memory traffic than writing and re-reading the pattern. Heads of 64 or fewer (GPT-2,
-// Othello-GPT, Pythia) do no recomputation. 64 invocations a workgroup.
+// as a buffer load, hence 8-key blocks: each accumulator is read and written once per 8 keys.
+// Wider values (Dv up to 256 and beyond) take ceil(Dv / 64) invocations per query tile, each
+// recomputing the scores: for D = Dv = 256 that is 4 score passes, still cheaper in memory
+// traffic than writing and re-reading the pattern. Heads of 64 or fewer (GPT-2, Othello-GPT,
+// Pythia) do no recomputation. 64 invocations a workgroup.
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;

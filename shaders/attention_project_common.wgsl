@@ -6,9 +6,9 @@
 // [B, S, H, d_head] layout; with heads = 1, x = z [B*S, H*d_head] and w = W_O viewed as
 // [1, H*d_head, d_model] it is the output projection sum_h z_h W_O[h] + b_O.
 //
-// An invocation owns a tile of a few rows x a few columns and walks the inner dimension once (register
-// blocking, no workgroup memory, no barriers: barriers are very slow on CPU adapters). Rows and
-// columns past the end are clamped for loading and never stored. Invocations are numbered
+// An invocation owns a tile of a few rows x a few columns and walks the inner dimension once
+// (register blocking, no workgroup memory, no barriers: barriers are very slow on CPU adapters).
+// Rows and columns past the end are clamped for loading and never stored. Invocations are numbered
 // linearly over a 2-D grid of 64-wide workgroups as (row tile, column tile), column tile fastest.
 
 struct Params {

@@ -20,8 +20,8 @@ fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>,
     }
     let row = g * params.sk;
     let seen = visible(g % params.sq);
-    var top = LOWEST;
-    for (var j = 0u; j < seen; j++) {
+    var top = select(0.0, pattern[row], seen > 0u);
+    for (var j = 1u; j < seen; j++) {
         top = max(top, pattern[row + j]);
     }
     var sum = 0.0;

@@ -29,7 +29,14 @@ fn uniform(shape: &[usize], seed: u64, lo: f32, hi: f32) -> ArrayD<f32> {
 
 /// Runs both GPU paths and checks out, pattern and fused out against the reference; returns the
 /// reference (out, pattern).
-fn check(q: &ArrayD<f32>, k: &ArrayD<f32>, v: &ArrayD<f32>, causal: bool, scale: f32, what: &str) -> (ArrayD<f64>, ArrayD<f64>) {
+fn check(
+    q: &ArrayD<f32>,
+    k: &ArrayD<f32>,
+    v: &ArrayD<f32>,
+    causal: bool,
+    scale: f32,
+    what: &str,
+) -> (ArrayD<f64>, ArrayD<f64>) {
     let gpu = common::gpu();
     let (q64, k64, v64) = (q.mapv(f64::from), k.mapv(f64::from), v.mapv(f64::from));
     let (want_out, want_pattern) =
@@ -132,6 +139,9 @@ fn peaky_logits_stay_exact() {
     let (_, pattern) = check(&q, &k, &v, true, 50.0, "peaky causal");
     assert!(pattern.iter().any(|&p| p > 0.999), "the test should contain near one-hot rows");
     check(&q, &k, &v, false, 50.0, "peaky non-causal");
+    // Logits of any magnitude: 1e4 and 1e30.
+    check(&q, &k, &v, true, 1e4, "scores ~1e4");
+    check(&q, &k, &v, false, 1e30, "scores ~1e30");
     // One-hot rows: score 300 for one key and -300 for the others, plus close rivals.
     let mut k = uniform(&[1, 1, 10, 4], 13, -0.01, 0.01);
     let mut q = ArrayD::<f32>::zeros(IxDyn(&[1, 1, 10, 4]));
@@ -171,7 +181,8 @@ fn all_outputs_in_one_recording() {
     let [q, k, v] = qkv(1, 2, 5, 8, 6, 7, 17);
     let (q64, k64, v64) = (q.mapv(f64::from), k.mapv(f64::from), v.mapv(f64::from));
     let want_scores = reference::attention::attention_scores(q64.view(), k64.view(), v64.view(), true, 0.4).unwrap();
-    let (want_out, want_pattern) = reference::attention::attention(q64.view(), k64.view(), v64.view(), true, 0.4).unwrap();
+    let (want_out, want_pattern) =
+        reference::attention::attention(q64.view(), k64.view(), v64.view(), true, 0.4).unwrap();
     for with_pattern in [true, false] {
         let (qt, kt, vt) = (
             GpuTensor::upload(&gpu, q.view(), "q").unwrap(),
@@ -182,7 +193,8 @@ fn all_outputs_in_one_recording() {
         let pattern = GpuTensor::empty(&gpu, &[1, 2, 5, 8], "pattern").unwrap();
         let scores = GpuTensor::empty(&gpu, &[1, 2, 5, 8], "scores").unwrap();
         let mut encoder = gpu.encoder();
-        let outputs = attention::Outputs { out: &out, pattern: with_pattern.then_some(&pattern), scores: Some(&scores) };
+        let outputs =
+            attention::Outputs { out: &out, pattern: with_pattern.then_some(&pattern), scores: Some(&scores) };
         attention::record_outputs_into(&gpu, &mut encoder, &qt, &kt, &vt, true, 0.4, outputs).unwrap();
         gpu.submit_and_wait(encoder).unwrap();
         common::assert_close(&scores.read(&gpu).unwrap(), &want_scores, ATOL, RTOL, "scores");
@@ -215,33 +227,72 @@ fn bad_shapes_are_named() {
     let gpu = common::gpu();
     type Case<'a> = (&'a [usize], &'a [usize], &'a [usize], &'a str);
     let cases: [Case; 6] = [
-        (&[1, 2, 3, 16], &[1, 2, 5, 8], &[1, 2, 5, 8], "k is [1, 2, 5, 8] but q is [1, 2, 3, 16]: head dims 8 and 16 differ"),
+        (
+            &[1, 2, 3, 16],
+            &[1, 2, 5, 8],
+            &[1, 2, 5, 8],
+            "k is [1, 2, 5, 8] but q is [1, 2, 3, 16]: head dims 8 and 16 differ",
+        ),
         (&[2, 3, 4], &[1, 2, 5, 8], &[1, 2, 5, 8], "q is [2, 3, 4] but attention needs a rank-4 q [B, H, Sq, D]"),
-        (&[1, 2, 3, 8], &[2, 2, 5, 8], &[1, 2, 5, 8], "k is [2, 2, 5, 8] but q is [1, 2, 3, 8]: batch sizes 2 and 1 differ"),
-        (&[1, 2, 3, 8], &[1, 2, 5, 8], &[1, 1, 5, 8], "v is [1, 1, 5, 8] but q is [1, 2, 3, 8]: head counts 1 and 2 differ"),
-        (&[1, 2, 3, 8], &[1, 2, 5, 8], &[1, 2, 6, 4], "v is [1, 2, 6, 4] but k is [1, 2, 5, 8]: key counts 6 and 5 differ"),
-        (&[1, 2, 3, 8], &[1, 2, 5, 8], &[1, 2, 5, 8, 1], "v is [1, 2, 5, 8, 1] but attention needs a rank-4 v [B, H, Sk, Dv]"),
+        (
+            &[1, 2, 3, 8],
+            &[2, 2, 5, 8],
+            &[1, 2, 5, 8],
+            "k is [2, 2, 5, 8] but q is [1, 2, 3, 8]: batch sizes 2 and 1 differ",
+        ),
+        (
+            &[1, 2, 3, 8],
+            &[1, 2, 5, 8],
+            &[1, 1, 5, 8],
+            "v is [1, 1, 5, 8] but q is [1, 2, 3, 8]: head counts 1 and 2 differ",
+        ),
+        (
+            &[1, 2, 3, 8],
+            &[1, 2, 5, 8],
+            &[1, 2, 6, 4],
+            "v is [1, 2, 6, 4] but k is [1, 2, 5, 8]: key counts 6 and 5 differ",
+        ),
+        (
+            &[1, 2, 3, 8],
+            &[1, 2, 5, 8],
+            &[1, 2, 5, 8, 1],
+            "v is [1, 2, 5, 8, 1] but attention needs a rank-4 v [B, H, Sk, Dv]",
+        ),
     ];
     for (qs, ks, vs, message) in cases {
-        let (q, k, v) = (ArrayD::<f32>::zeros(IxDyn(qs)), ArrayD::<f32>::zeros(IxDyn(ks)), ArrayD::<f32>::zeros(IxDyn(vs)));
+        let (q, k, v) =
+            (ArrayD::<f32>::zeros(IxDyn(qs)), ArrayD::<f32>::zeros(IxDyn(ks)), ArrayD::<f32>::zeros(IxDyn(vs)));
         let e = attention::run(&gpu, q.view(), k.view(), v.view(), true, 1.0, true).unwrap_err();
         assert_eq!(e.to_string(), message);
-        let e = reference::attention::attention(q.mapv(f64::from).view(), k.mapv(f64::from).view(), v.mapv(f64::from).view(), true, 1.0)
-            .unwrap_err();
+        let e = reference::attention::attention(
+            q.mapv(f64::from).view(),
+            k.mapv(f64::from).view(),
+            v.mapv(f64::from).view(),
+            true,
+            1.0,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), message);
     }
     // A caller's output of the wrong shape.
     let t = |s: &[usize]| GpuTensor::empty(&gpu, s, "t").unwrap();
     let (q, k, v, out) = (t(&[1, 1, 3, 4]), t(&[1, 1, 5, 4]), t(&[1, 1, 5, 2]), t(&[1, 1, 3, 4]));
     let e = attention::record_into(&gpu, &mut gpu.encoder(), &q, &k, &v, true, 1.0, &out, None).unwrap_err();
-    assert_eq!(e.to_string(), "out is [1, 1, 3, 4] but q [1, 1, 3, 4], k [1, 1, 5, 4] and v [1, 1, 5, 2] need out [1, 1, 3, 2]");
+    assert_eq!(
+        e.to_string(),
+        "out is [1, 1, 3, 4] but q [1, 1, 3, 4], k [1, 1, 5, 4] and v [1, 1, 5, 2] need out [1, 1, 3, 2]"
+    );
 }
 
 #[test]
 fn pattern_too_large_is_refused_with_advice() {
     // 65536² floats (16 GiB) exceed every adapter's binding limit; q, k and v are small.
     let gpu = common::gpu();
-    let [q, k, v] = [ArrayD::<f32>::zeros(IxDyn(&[1, 1, 65536, 1])), ArrayD::zeros(IxDyn(&[1, 1, 65536, 1])), ArrayD::zeros(IxDyn(&[1, 1, 65536, 1]))];
+    let [q, k, v] = [
+        ArrayD::<f32>::zeros(IxDyn(&[1, 1, 65536, 1])),
+        ArrayD::zeros(IxDyn(&[1, 1, 65536, 1])),
+        ArrayD::zeros(IxDyn(&[1, 1, 65536, 1])),
+    ];
     let e = attention::run(&gpu, q.view(), k.view(), v.view(), true, 1.0, true).unwrap_err();
     assert!(matches!(e, Error::Limit { .. }), "{e}");
     let message = e.to_string();

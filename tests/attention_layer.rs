@@ -29,7 +29,15 @@ fn uniform(shape: &[usize], seed: u64, scale: f32) -> ArrayD<f32> {
 }
 
 /// x and weights of the given sizes: weights uniform with variance 1/fan_in, biases of size `bias`.
-fn layer(b: usize, s: usize, dm: usize, h: usize, dh: usize, bias: f32, seed: u64) -> (ArrayD<f32>, AttentionWeights<ArrayD<f32>>) {
+fn layer(
+    b: usize,
+    s: usize,
+    dm: usize,
+    h: usize,
+    dh: usize,
+    bias: f32,
+    seed: u64,
+) -> (ArrayD<f32>, AttentionWeights<ArrayD<f32>>) {
     let w_in = 3f32.sqrt() / (dm.max(1) as f32).sqrt();
     let w_out = 3f32.sqrt() / ((h * dh).max(1) as f32).sqrt();
     let weights = AttentionWeights {
@@ -50,7 +58,8 @@ fn check(b: usize, s: usize, dm: usize, h: usize, dh: usize, bias: f32, seed: u6
     let gpu = common::gpu();
     let what = format!("b{b} s{s} dm{dm} h{h} dh{dh}");
     let (x, weights) = layer(b, s, dm, h, dh, bias, seed);
-    let want = attention_layer(x.mapv(f64::from).view(), &weights.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view())).unwrap();
+    let want =
+        attention_layer(x.mapv(f64::from).view(), &weights.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view())).unwrap();
     let views = weights.map(|_, a| a.view());
 
     let all = attention_layer::run(&gpu, x.view(), &views, Request::all()).unwrap();
@@ -68,7 +77,13 @@ fn check(b: usize, s: usize, dm: usize, h: usize, dh: usize, bias: f32, seed: u6
 
     let spec = attention_layer::run(&gpu, x.view(), &views, Request::pattern()).unwrap();
     common::assert_close(&spec.out, &want.out, ATOL, RTOL, &format!("{what}: out (pattern only)"));
-    common::assert_close(spec.pattern.as_ref().unwrap(), &want.pattern, ATOL, RTOL, &format!("{what}: pattern (pattern only)"));
+    common::assert_close(
+        spec.pattern.as_ref().unwrap(),
+        &want.pattern,
+        ATOL,
+        RTOL,
+        &format!("{what}: pattern (pattern only)"),
+    );
     assert!(spec.q.is_none() && spec.attn_scores.is_none() && spec.z.is_none());
 
     let fused = attention_layer::run(&gpu, x.view(), &views, Request { z: true, ..Request::default() }).unwrap();
@@ -120,17 +135,27 @@ fn bad_shapes_are_named() {
     let gpu = common::gpu();
     let (x, weights) = layer(1, 3, 8, 2, 4, 0.5, 10);
     let run = |x: &ArrayD<f32>, w: &AttentionWeights<ArrayD<f32>>| {
-        let e = attention_layer::run(&gpu, x.view(), &w.map(|_, a| a.view()), Request::pattern()).unwrap_err().to_string();
+        let e =
+            attention_layer::run(&gpu, x.view(), &w.map(|_, a| a.view()), Request::pattern()).unwrap_err().to_string();
         let r = attention_layer(x.mapv(f64::from).view(), &w.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view()));
         assert_eq!(r.unwrap_err().to_string(), e);
         e
     };
     assert_eq!(run(&uniform(&[3, 8], 0, 1.0), &weights), "x is [3, 8] but attention_layer needs x as [B, S, d_model]");
-    assert_eq!(run(&uniform(&[1, 3, 9], 0, 1.0), &weights), "W_Q is [2, 8, 4] but x is [1, 3, 9]: d_model 8 and 9 differ");
+    assert_eq!(
+        run(&uniform(&[1, 3, 9], 0, 1.0), &weights),
+        "W_Q is [2, 8, 4] but x is [1, 3, 9]: d_model 8 and 9 differ"
+    );
     let bad = AttentionWeights { b_k: uniform(&[2, 5], 0, 1.0), ..weights.clone() };
-    assert_eq!(run(&x, &bad), "b_K is [2, 5] but x [1, 3, 8] and W_Q [2, 8, 4] (H 2, d_model 8, d_head 4) need b_K [2, 4]");
+    assert_eq!(
+        run(&x, &bad),
+        "b_K is [2, 5] but x [1, 3, 8] and W_Q [2, 8, 4] (H 2, d_model 8, d_head 4) need b_K [2, 4]"
+    );
     let bad = AttentionWeights { w_o: uniform(&[2, 8, 4], 0, 1.0), ..weights.clone() };
-    assert_eq!(run(&x, &bad), "W_O is [2, 8, 4] but x [1, 3, 8] and W_Q [2, 8, 4] (H 2, d_model 8, d_head 4) need W_O [2, 4, 8]");
+    assert_eq!(
+        run(&x, &bad),
+        "W_O is [2, 8, 4] but x [1, 3, 8] and W_Q [2, 8, 4] (H 2, d_model 8, d_head 4) need W_O [2, 4, 8]"
+    );
     let zero = layer(1, 3, 8, 2, 0, 0.5, 11).1;
     assert_eq!(run(&x, &zero), "W_Q is [2, 8, 0]: d_head is 0, so the attention scale 1/sqrt(d_head) is undefined");
 }
@@ -140,14 +165,23 @@ fn record_into_caller_tensors() {
     use shaderlens::GpuTensor;
     let gpu = common::gpu();
     let (x, weights) = layer(2, 7, 20, 2, 8, 0.5, 12);
-    let want = attention_layer(x.mapv(f64::from).view(), &weights.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view())).unwrap();
+    let want =
+        attention_layer(x.mapv(f64::from).view(), &weights.map(|_, a| a.mapv(f64::from)).map(|_, a| a.view())).unwrap();
     let xt = GpuTensor::upload(&gpu, x.view(), "x").unwrap();
     let wt = weights.map(|name, a| GpuTensor::upload(&gpu, a.view(), name).unwrap());
     let out = GpuTensor::empty(&gpu, &[2, 7, 20], "out").unwrap();
     let pattern = GpuTensor::empty(&gpu, &[2, 2, 7, 7], "pattern").unwrap();
     for with_pattern in [false, true] {
         let mut encoder = gpu.encoder();
-        attention_layer::record_into(&gpu, &mut encoder, &xt, &wt.map(|_, t| t), &out, with_pattern.then_some(&pattern)).unwrap();
+        attention_layer::record_into(
+            &gpu,
+            &mut encoder,
+            &xt,
+            &wt.map(|_, t| t),
+            &out,
+            with_pattern.then_some(&pattern),
+        )
+        .unwrap();
         gpu.submit_and_wait(encoder).unwrap();
         common::assert_close(&out.read(&gpu).unwrap(), &want.out, ATOL, RTOL, "out");
     }

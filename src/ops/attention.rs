@@ -1,5 +1,5 @@
 //! Attention on the GPU: `pattern = softmax(scale q kᵀ, masked)`, `out = pattern v`, for
-//! q [B,H,Sq,D], k [B,H,Sk,D], v [B,H,Sk,Dv], with SPEC's bottom-right causal mask.
+//! q \[B,H,Sq,D\], k \[B,H,Sk,D\], v \[B,H,Sk,Dv\], with SPEC's bottom-right causal mask.
 //!
 //! Two paths, both barrier-free and register-blocked (see the WGSL headers for the tiling):
 //! - **unfused**, when the caller wants the pattern: `attention_scores.wgsl` writes the masked
@@ -11,14 +11,14 @@
 //!   matrix.
 //!
 //! q, k and v are read as vec4s; a head size that is not a multiple of 4 is first packed into
-//! zero-padded rows (`attention_pack.wgsl`). Dispatch details live in [`kernels`].
+//! zero-padded rows (`attention_pack.wgsl`). Dispatch details live in `kernels.rs`.
 //!
 //! The pre-softmax scores (TransformerLens's `hook_attn_scores`, `-inf` where masked) are an
 //! optional third output: on the unfused path they are a copy of the pattern buffer taken before
 //! the softmax, on the fused path one extra scores dispatch.
 //!
 //! All kernels address q, k, v and out through strides, so [`crate::ops::attention_layer`] runs
-//! them directly on TransformerLens's [B, S, H, dh] layout. The host twin is
+//! them directly on TransformerLens's \[B, S, H, dh\] layout. The host twin is
 //! [`crate::reference::attention`], whose shape check this module shares.
 
 pub(crate) mod kernels;
@@ -34,11 +34,11 @@ use kernels::{record_problem, record_scores, Problem, Strides};
 /// The outputs of [`record_outputs_into`]: `out` always, the pattern and the scores on request.
 #[derive(Clone, Copy, Debug)]
 pub struct Outputs<'a> {
-    /// [B, H, Sq, Dv], written.
+    /// \[B, H, Sq, Dv\], written.
     pub out: &'a GpuTensor,
-    /// [B, H, Sq, Sk]: `Some` takes the unfused path and writes the pattern; `None` the fused path.
+    /// \[B, H, Sq, Sk\]: `Some` takes the unfused path and writes the pattern; `None` the fused path.
     pub pattern: Option<&'a GpuTensor>,
-    /// [B, H, Sq, Sk]: the scaled, masked scores before the softmax (`-inf` where masked).
+    /// \[B, H, Sq, Sk\]: the scaled, masked scores before the softmax (`-inf` where masked).
     pub scores: Option<&'a GpuTensor>,
 }
 
@@ -105,7 +105,7 @@ pub fn record_outputs_into(
 }
 
 /// Records only the pre-softmax scores `scale q kᵀ` (`-inf` where masked) into `scores`
-/// [B, H, Sq, Sk].
+/// \[B, H, Sq, Sk\].
 pub fn record_scores_into(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -176,7 +176,8 @@ pub fn run(
         // any upload.
         let pattern = want_pattern.then(|| empty_pattern(gpu, &dims, "pattern")).transpose()?;
         let out = GpuTensor::empty(gpu, &dims.out_shape(), "attention out")?;
-        let (q, k, v) = (GpuTensor::upload(gpu, q, "q")?, GpuTensor::upload(gpu, k, "k")?, GpuTensor::upload(gpu, v, "v")?);
+        let (q, k, v) =
+            (GpuTensor::upload(gpu, q, "q")?, GpuTensor::upload(gpu, k, "k")?, GpuTensor::upload(gpu, v, "v")?);
         record_into(gpu, encoder, &q, &k, &v, causal, scale, &out, pattern.as_ref())?;
         Ok(std::iter::once(out).chain(pattern).collect())
     })?;
@@ -185,8 +186,14 @@ pub fn run(
     Ok((out, pattern))
 }
 
-/// Uploads q and k and reads back the pre-softmax scores [B, H, Sq, Sk] (`-inf` where masked).
-pub fn run_scores(gpu: &Gpu, q: ArrayViewD<'_, f32>, k: ArrayViewD<'_, f32>, causal: bool, scale: f32) -> Result<ArrayD<f32>> {
+/// Uploads q and k and reads back the pre-softmax scores \[B, H, Sq, Sk\] (`-inf` where masked).
+pub fn run_scores(
+    gpu: &Gpu,
+    q: ArrayViewD<'_, f32>,
+    k: ArrayViewD<'_, f32>,
+    causal: bool,
+    scale: f32,
+) -> Result<ArrayD<f32>> {
     let dims = attention_shapes(q.shape(), k.shape(), k.shape())?;
     super::run_single(gpu, |encoder| {
         let scores = empty_pattern(gpu, &dims, "scores")?;
@@ -196,7 +203,7 @@ pub fn run_scores(gpu: &Gpu, q: ArrayViewD<'_, f32>, k: ArrayViewD<'_, f32>, cau
     })
 }
 
-/// Allocates a [B, H, Sq, Sk] tensor; when it exceeds a device limit, says so in terms of the
+/// Allocates a \[B, H, Sq, Sk\] tensor; when it exceeds a device limit, says so in terms of the
 /// pattern (or scores) and points to the fused path.
 pub(crate) fn empty_pattern(gpu: &Gpu, dims: &AttentionDims, name: &str) -> Result<GpuTensor> {
     GpuTensor::empty(gpu, &dims.pattern_shape(), &format!("attention {name}")).map_err(|e| match e {
@@ -213,4 +220,3 @@ pub(crate) fn empty_pattern(gpu: &Gpu, dims: &AttentionDims, name: &str) -> Resu
         other => other,
     })
 }
-

@@ -1,18 +1,18 @@
-//! TransformerLens's attention layer on the GPU: x [B,S,d_model] → out [B,S,d_model] and
-//! pattern [B,H,S,S], with the intermediates a TransformerLens cache holds (q, k, v and z
-//! [B,S,H,d_head], attn_scores [B,H,S,S]) on request.
+//! TransformerLens's attention layer on the GPU: x \[B,S,d_model\] → out \[B,S,d_model\] and
+//! pattern \[B,H,S,S\], with the intermediates a TransformerLens cache holds (q, k, v and z
+//! \[B,S,H,d_head\], attn_scores \[B,H,S,S\]) on request.
 //!
 //! Five dispatches (six with the pattern, seven with the scores), all recorded into the caller's
 //! encoder:
 //! 1. three per-head projections (`attention_project*.wgsl`) write q, k and v directly in
-//!    TransformerLens's [B,S,H,d_head] layout: `x W[h] + b[h]`, 8 rows x 8 columns an invocation
+//!    TransformerLens's \[B,S,H,d_head\] layout: `x W[h] + b[h]`, 8 rows x 8 columns an invocation
 //!    with vec4 loads when d_model and d_head are multiples of 4, 4 x 4 with scalar loads
 //!    otherwise;
 //! 2. causal attention with scale `1/sqrt(d_head)` ([`crate::ops::attention`]'s kernels, which
 //!    read that layout through strides): unfused when the pattern or the scores are wanted, fused
-//!    otherwise; z comes out in [B,S,H,d_head];
+//!    otherwise; z comes out in \[B,S,H,d_head\];
 //! 3. the output projection is the same projection kernel with one "head": z viewed as
-//!    [B·S, H·d_head] times W_O viewed as [H·d_head, d_model], plus b_O, which is exactly
+//!    \[B·S, H·d_head\] times W_O viewed as \[H·d_head, d_model\], plus b_O, which is exactly
 //!    `Σ_h z_h W_O[h] + b_O`.
 //!
 //! Dedicated projections avoid both a general matmul and the reshapes around it. The host twin is
@@ -22,8 +22,8 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
-use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
 use crate::ops::attention::empty_pattern;
+use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
 use crate::reference::attention::AttentionDims;
 use crate::reference::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
 use crate::tensor::GpuTensor;
@@ -62,17 +62,17 @@ struct ProjectParams {
 /// Which of the layer's intermediates to compute and return besides `out`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Request {
-    /// `hook_pattern` [B,H,S,S]; without it (and without `attn_scores`) the fused path runs.
+    /// `hook_pattern` \[B,H,S,S\]; without it (and without `attn_scores`) the fused path runs.
     pub pattern: bool,
-    /// `hook_q` [B,S,H,d_head].
+    /// `hook_q` \[B,S,H,d_head\].
     pub q: bool,
-    /// `hook_k` [B,S,H,d_head].
+    /// `hook_k` \[B,S,H,d_head\].
     pub k: bool,
-    /// `hook_v` [B,S,H,d_head].
+    /// `hook_v` \[B,S,H,d_head\].
     pub v: bool,
-    /// `hook_attn_scores` [B,H,S,S], `-inf` where masked.
+    /// `hook_attn_scores` \[B,H,S,S\], `-inf` where masked.
     pub attn_scores: bool,
-    /// `hook_z` [B,S,H,d_head].
+    /// `hook_z` \[B,S,H,d_head\].
     pub z: bool,
 }
 
@@ -91,19 +91,19 @@ impl Request {
 /// The layer's outputs: `out` always, each intermediate when it was requested.
 #[derive(Clone, Debug)]
 pub struct LayerOutputs<T> {
-    /// [B,S,d_model].
+    /// \[B,S,d_model\].
     pub out: T,
-    /// [B,H,S,S].
+    /// \[B,H,S,S\].
     pub pattern: Option<T>,
-    /// [B,S,H,d_head].
+    /// \[B,S,H,d_head\].
     pub q: Option<T>,
-    /// [B,S,H,d_head].
+    /// \[B,S,H,d_head\].
     pub k: Option<T>,
-    /// [B,S,H,d_head].
+    /// \[B,S,H,d_head\].
     pub v: Option<T>,
-    /// [B,H,S,S], `-inf` where masked.
+    /// \[B,H,S,S\], `-inf` where masked.
     pub attn_scores: Option<T>,
-    /// [B,S,H,d_head].
+    /// \[B,S,H,d_head\].
     pub z: Option<T>,
 }
 
@@ -137,7 +137,7 @@ impl<T> LayerOutputs<T> {
     }
 }
 
-/// Records the layer into `out` [B,S,d_model], and the pattern into `pattern` when it is `Some`
+/// Records the layer into `out` \[B,S,d_model\], and the pattern into `pattern` when it is `Some`
 /// (with `None` the fused attention path runs). q, k, v and z are temporaries.
 pub fn record_into(
     gpu: &Gpu,
@@ -196,9 +196,17 @@ pub fn run(
 }
 
 /// Checks x, the weights and the caller's outputs, and returns the sizes.
-fn check(x: &GpuTensor, weights: &AttentionWeights<&GpuTensor>, out: &GpuTensor, pattern: Option<&GpuTensor>) -> Result<LayerDims> {
+fn check(
+    x: &GpuTensor,
+    weights: &AttentionWeights<&GpuTensor>,
+    out: &GpuTensor,
+    pattern: Option<&GpuTensor>,
+) -> Result<LayerDims> {
     let dims = attention_layer_shapes(x.shape(), &weights.map(|_, t| t.shape()))?;
-    let outputs = [("out", Some(out), vec![dims.batch, dims.seq, dims.d_model]), ("pattern", pattern, attention_dims(&dims).pattern_shape().to_vec())];
+    let outputs = [
+        ("out", Some(out), vec![dims.batch, dims.seq, dims.d_model]),
+        ("pattern", pattern, attention_dims(&dims).pattern_shape().to_vec()),
+    ];
     for (name, tensor, want) in outputs {
         if let Some(t) = tensor.filter(|t| t.shape() != want.as_slice()) {
             return Err(Error::Shape(format!(
@@ -218,7 +226,7 @@ fn attention_dims(dims: &LayerDims) -> AttentionDims {
     AttentionDims { batch: dims.batch, heads: dims.heads, sq: dims.seq, sk: dims.seq, d: dims.d_head, dv: dims.d_head }
 }
 
-/// q, k, v and z, each [B,S,H,d_head].
+/// q, k, v and z, each \[B,S,H,d_head\].
 fn intermediates(gpu: &Gpu, dims: &LayerDims) -> Result<[GpuTensor; 4]> {
     let shape = [dims.batch, dims.seq, dims.heads, dims.d_head];
     Ok([
@@ -261,8 +269,8 @@ fn record_layer(
     record_projection(gpu, encoder, [z, w.w_o, w.b_o, out], rows, heads * d_head, 1, d_model)
 }
 
-/// Records `out[r, h·d_head + d] = Σ_m x[r, m] w[h, m, d] + b[h, d]` for x [rows, inner],
-/// w [heads, inner, d_head], b [heads, d_head], out [rows, heads·d_head].
+/// Records `out[r, h·d_head + d] = Σ_m x[r, m] w[h, m, d] + b[h, d]` for x \[rows, inner\],
+/// w \[heads, inner, d_head\], b \[heads, d_head\], out \[rows, heads·d_head\].
 #[allow(clippy::too_many_arguments)]
 fn record_projection(
     gpu: &Gpu,

@@ -10,7 +10,7 @@ use ndarray::{s, Array4, ArrayD, ArrayView4, ArrayViewD, Ix4};
 
 use crate::error::{fmt_shape, Error, Result};
 
-/// The sizes of one attention call: q [B,H,Sq,D], k [B,H,Sk,D], v [B,H,Sk,Dv].
+/// The sizes of one attention call: q \[B,H,Sq,D\], k \[B,H,Sk,D\], v \[B,H,Sk,Dv\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionDims {
     /// B, the batch size.
@@ -28,12 +28,12 @@ pub struct AttentionDims {
 }
 
 impl AttentionDims {
-    /// The output's shape, [B, H, Sq, Dv].
+    /// The output's shape, \[B, H, Sq, Dv\].
     pub fn out_shape(&self) -> [usize; 4] {
         [self.batch, self.heads, self.sq, self.dv]
     }
 
-    /// The pattern's (and the scores') shape, [B, H, Sq, Sk].
+    /// The pattern's (and the scores') shape, \[B, H, Sq, Sk\].
     pub fn pattern_shape(&self) -> [usize; 4] {
         [self.batch, self.heads, self.sq, self.sk]
     }
@@ -48,7 +48,7 @@ impl AttentionDims {
     }
 }
 
-/// Checks the shapes of q [B,H,Sq,D], k [B,H,Sk,D] and v [B,H,Sk,Dv] and returns the sizes.
+/// Checks the shapes of q \[B,H,Sq,D\], k \[B,H,Sk,D\] and v \[B,H,Sk,Dv\] and returns the sizes.
 ///
 /// All three must have rank 4; B and H must be equal in all three (no broadcasting); k and v
 /// must have the same number of keys; q and k the same head size.
@@ -85,7 +85,7 @@ pub fn attention_shapes(q: &[usize], k: &[usize], v: &[usize]) -> Result<Attenti
     Ok(AttentionDims { batch: q[0], heads: q[1], sq: q[2], sk: k[2], d: q[3], dv: v[3] })
 }
 
-/// The pre-softmax scores `scale q kᵀ` [B,H,Sq,Sk], `-inf` where the causal mask hides a key
+/// The pre-softmax scores `scale q kᵀ` \[B,H,Sq,Sk\], `-inf` where the causal mask hides a key
 /// (TransformerLens's `hook_attn_scores`). `v` is only checked, so that the shapes agree with
 /// [`attention`]'s.
 pub fn attention_scores(

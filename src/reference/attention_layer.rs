@@ -1,8 +1,8 @@
 //! Host reference for `attention_layer`, in float64: TransformerLens's attention block.
 //!
-//! For x [B,S,d_model] and per-head weights, `q = x W_Q[h] + b_Q[h]` (likewise k and v, each
-//! [B,S,H,d_head] as TransformerLens caches them), causal attention with scale `1/sqrt(d_head)`
-//! per head (see [`crate::reference::attention`]), `z` [B,S,H,d_head], and
+//! For x \[B,S,d_model\] and per-head weights, `q = x W_Q[h] + b_Q[h]` (likewise k and v, each
+//! \[B,S,H,d_head\] as TransformerLens caches them), causal attention with scale `1/sqrt(d_head)`
+//! per head (see [`crate::reference::attention`]), `z` \[B,S,H,d_head\], and
 //! `out = Σ_h z_h W_O[h] + b_O`. [`attention_layer_shapes`] is the one shape check, shared with
 //! the GPU op.
 
@@ -12,25 +12,25 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::reference::attention::attention_scores;
 
 /// The weights of one attention layer, under TransformerLens's names: `W_Q` `W_K` `W_V`
-/// [H, d_model, d_head], `b_Q` `b_K` `b_V` [H, d_head], `W_O` [H, d_head, d_model], `b_O`
-/// [d_model]. Generic so that the same struct holds ndarray views, GPU tensors or shapes.
+/// \[H, d_model, d_head\], `b_Q` `b_K` `b_V` \[H, d_head\], `W_O` \[H, d_head, d_model\], `b_O`
+/// \[d_model\]. Generic so that the same struct holds ndarray views, GPU tensors or shapes.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionWeights<T> {
-    /// `W_Q` [H, d_model, d_head].
+    /// `W_Q` \[H, d_model, d_head\].
     pub w_q: T,
-    /// `W_K` [H, d_model, d_head].
+    /// `W_K` \[H, d_model, d_head\].
     pub w_k: T,
-    /// `W_V` [H, d_model, d_head].
+    /// `W_V` \[H, d_model, d_head\].
     pub w_v: T,
-    /// `b_Q` [H, d_head].
+    /// `b_Q` \[H, d_head\].
     pub b_q: T,
-    /// `b_K` [H, d_head].
+    /// `b_K` \[H, d_head\].
     pub b_k: T,
-    /// `b_V` [H, d_head].
+    /// `b_V` \[H, d_head\].
     pub b_v: T,
-    /// `W_O` [H, d_head, d_model].
+    /// `W_O` \[H, d_head, d_model\].
     pub w_o: T,
-    /// `b_O` [d_model].
+    /// `b_O` \[d_model\].
     pub b_o: T,
 }
 
@@ -50,7 +50,10 @@ impl<T> AttentionWeights<T> {
     }
 
     /// `map` that stops at the first error.
-    pub fn try_map<'a, U>(&'a self, mut f: impl FnMut(&'static str, &'a T) -> Result<U>) -> Result<AttentionWeights<U>> {
+    pub fn try_map<'a, U>(
+        &'a self,
+        mut f: impl FnMut(&'static str, &'a T) -> Result<U>,
+    ) -> Result<AttentionWeights<U>> {
         Ok(AttentionWeights {
             w_q: f("W_Q", &self.w_q)?,
             w_k: f("W_K", &self.w_k)?,
@@ -86,7 +89,7 @@ impl LayerDims {
     }
 }
 
-/// Checks x [B,S,d_model] and the weights' shapes against each other and returns the sizes.
+/// Checks x \[B,S,d_model\] and the weights' shapes against each other and returns the sizes.
 pub fn attention_layer_shapes(x: &[usize], w: &AttentionWeights<&[usize]>) -> Result<LayerDims> {
     let rank = |name: &str, shape: &[usize], want: &str| {
         if shape.len() == want.split(',').count() {
@@ -137,19 +140,19 @@ pub fn attention_layer_shapes(x: &[usize], w: &AttentionWeights<&[usize]>) -> Re
 /// Everything the layer computes, in float64, under TransformerLens's layouts.
 #[derive(Clone, Debug)]
 pub struct LayerActivations {
-    /// `hook_q` [B, S, H, d_head].
+    /// `hook_q` \[B, S, H, d_head\].
     pub q: ArrayD<f64>,
-    /// `hook_k` [B, S, H, d_head].
+    /// `hook_k` \[B, S, H, d_head\].
     pub k: ArrayD<f64>,
-    /// `hook_v` [B, S, H, d_head].
+    /// `hook_v` \[B, S, H, d_head\].
     pub v: ArrayD<f64>,
-    /// `hook_attn_scores` [B, H, S, S], `-inf` where masked.
+    /// `hook_attn_scores` \[B, H, S, S\], `-inf` where masked.
     pub attn_scores: ArrayD<f64>,
-    /// `hook_pattern` [B, H, S, S].
+    /// `hook_pattern` \[B, H, S, S\].
     pub pattern: ArrayD<f64>,
-    /// `hook_z` [B, S, H, d_head].
+    /// `hook_z` \[B, S, H, d_head\].
     pub z: ArrayD<f64>,
-    /// `hook_result` summed over heads plus `b_O`: the layer's output [B, S, d_model].
+    /// `hook_result` summed over heads plus `b_O`: the layer's output \[B, S, d_model\].
     pub out: ArrayD<f64>,
 }
 
@@ -198,7 +201,7 @@ fn rank<'a, D: ndarray::Dimension>(a: &'a ArrayViewD<'_, f64>) -> Result<ndarray
     a.view().into_dimensionality::<D>().map_err(|e| Error::Shape(e.to_string()))
 }
 
-/// q, k or v [B, S, H, d_head] viewed heads first, [B, H, S, d_head], for the attention reference.
+/// q, k or v \[B, S, H, d_head\] viewed heads first, \[B, H, S, d_head\], for the attention reference.
 fn by_head(a: &Array4<f64>) -> ArrayViewD<'_, f64> {
     a.view().permuted_axes([0, 2, 1, 3]).into_dyn()
 }

@@ -60,7 +60,7 @@ struct Params {
     tiles_j: u32,
 }
 
-/// Strides, in elements, of a tensor read as [B, H, rows, columns] with contiguous columns.
+/// Strides, in elements, of a tensor read as \[B, H, rows, columns\] with contiguous columns.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Strides {
     batch: usize,
@@ -69,12 +69,12 @@ pub(crate) struct Strides {
 }
 
 impl Strides {
-    /// A contiguous [B, H, rows, cols] tensor.
+    /// A contiguous \[B, H, rows, cols\] tensor.
     pub(crate) fn bhsc(heads: usize, rows: usize, cols: usize) -> Self {
         Self { batch: heads * rows * cols, head: rows * cols, row: cols }
     }
 
-    /// A contiguous [B, rows, H, cols] tensor (TransformerLens's [B, S, H, dh]).
+    /// A contiguous \[B, rows, H, cols\] tensor (TransformerLens's \[B, S, H, dh\]).
     pub(crate) fn bshc(heads: usize, rows: usize, cols: usize) -> Self {
         Self { batch: rows * heads * cols, head: cols, row: heads * cols }
     }
@@ -121,7 +121,15 @@ pub(crate) fn record_problem(
     let scores_grid = (bh, query_tiles, dims.sk.div_ceil(SCORES_KEYS));
     match pattern {
         Some(pattern) => {
-            launch(gpu, encoder, SCORES, "scores_kernel", &base, scores_grid, &[q.buffer(), k.buffer(), pattern.buffer()])?;
+            launch(
+                gpu,
+                encoder,
+                SCORES,
+                "scores_kernel",
+                &base,
+                scores_grid,
+                &[q.buffer(), k.buffer(), pattern.buffer()],
+            )?;
             if let Some(scores) = scores {
                 let bytes = (pattern.len() * 4) as u64;
                 if bytes > 0 {
@@ -136,7 +144,15 @@ pub(crate) fn record_problem(
         }
         None => {
             if let Some(scores) = scores {
-                launch(gpu, encoder, SCORES, "scores_kernel", &base, scores_grid, &[q.buffer(), k.buffer(), scores.buffer()])?;
+                launch(
+                    gpu,
+                    encoder,
+                    SCORES,
+                    "scores_kernel",
+                    &base,
+                    scores_grid,
+                    &[q.buffer(), k.buffer(), scores.buffer()],
+                )?;
             }
             let grid = (bh, query_tiles, dims.dv.div_ceil(FUSED_CHUNK));
             let buffers = [q.buffer(), k.buffer(), v.buffer(), problem.out.0.buffer()];
@@ -146,7 +162,12 @@ pub(crate) fn record_problem(
 }
 
 /// Records only the scores kernel for `problem` (whose v is ignored) into `scores`.
-pub(crate) fn record_scores(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, problem: &Problem<'_>, scores: &GpuTensor) -> Result<()> {
+pub(crate) fn record_scores(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    problem: &Problem<'_>,
+    scores: &GpuTensor,
+) -> Result<()> {
     let dims = problem.dims;
     let grid = (dims.batch * dims.heads, dims.sq.div_ceil(TILE), dims.sk.div_ceil(SCORES_KEYS));
     if grid.0 * grid.1 * grid.2 == 0 {
@@ -167,11 +188,8 @@ fn prepare(
     let dims = problem.dims;
     let (q, q_strides) = vec4_rows(gpu, encoder, &dims, problem.q, dims.sq, dims.d, "q")?;
     let (k, k_strides) = vec4_rows(gpu, encoder, &dims, problem.k, dims.sk, dims.d, "k")?;
-    let (v, v_strides) = if with_v {
-        vec4_rows(gpu, encoder, &dims, problem.v, dims.sk, dims.dv, "v")?
-    } else {
-        (k.clone(), k_strides)
-    };
+    let (v, v_strides) =
+        if with_v { vec4_rows(gpu, encoder, &dims, problem.v, dims.sk, dims.dv, "v")? } else { (k.clone(), k_strides) };
     let params = Params {
         heads: u32_of(dims.heads, "heads")?,
         sq: u32_of(dims.sq, "Sq")?,
@@ -191,7 +209,7 @@ fn prepare(
     Ok((params, [q, k, v]))
 }
 
-/// `input` ([B, H, rows, cols] through its strides) as the kernels read it: rows of
+/// `input` (\[B, H, rows, cols\] through its strides) as the kernels read it: rows of
 /// ceil(cols / 4) vec4s, and the strides in vec4s. Used as it is when cols and the strides are
 /// multiples of 4; otherwise packed by `attention_pack` into a new zero-padded contiguous tensor.
 /// An empty input becomes a 16-byte placeholder (the kernels never read it, but a vec4 array
@@ -213,7 +231,8 @@ fn vec4_rows(
         return Ok((tensor.clone(), strides.in_units(4)?));
     }
     let cols4 = cols.div_ceil(4);
-    let packed = GpuTensor::empty(gpu, &[batch, heads, rows, cols4 * 4], &format!("attention {name} padded to vec4 rows"))?;
+    let packed =
+        GpuTensor::empty(gpu, &[batch, heads, rows, cols4 * 4], &format!("attention {name} padded to vec4 rows"))?;
     let params = Params {
         heads: u32_of(heads, "heads")?,
         sq: u32_of(rows, "rows")?,
