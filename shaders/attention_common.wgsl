@@ -40,7 +40,11 @@ struct Params {
     o_i: u32,
     count: u32,     // invocations that own a tile
     tiles_i: u32,   // query tiles per (b, h)
-    tiles_j: u32,   // column tiles (keys, value columns or value chunks) per query tile
+    tiles_j: u32,   // column tiles (keys or value columns; 1 for the fused kernel) per query tile
+    j_begin: u32,   // the segment of keys this dispatch walks (softmax, pattern_v, fused)
+    j_end: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

@@ -1,30 +1,34 @@
 // Fused attention (flash-attention style): out = softmax(scale q kᵀ, masked) v in one pass over
 // the keys, never writing the Sq x Sk pattern.
 //
-// An invocation owns 4 queries and a chunk of up to 64 value columns. It walks the visible keys in
-// blocks of 8: the 4 x 8 block of scores comes from one walk over the head dimension in vec4 steps
-// (4 q and 8 k vec4 loads per step for 128 multiply-adds; nothing of length D is kept, so D may be
-// any size), then the online softmax updates each query's running maximum m and sum l,
+// An invocation owns 4 queries and all Dv value columns. It walks the visible keys in blocks of 8:
+// the 4 x 8 block of scores comes from one walk over the head dimension in vec4 steps (4 q and
+// 8 k vec4 loads per step for 128 multiply-adds; nothing of length D is kept, so D may be any
+// size), then the online softmax updates each query's running maximum m and sum l,
 //     m' = max(m, block max),  c = exp(m - m'),  p = exp(s - m'),  l' = c l + sum p,
 // and the accumulators become c acc + p v. At the end out = acc / l (zero when the query sees no
 // key). Masked keys get p = 0 and never raise the maximum; the running maximum starts at a finite
 // -3e38, so no arithmetic touches an infinity.
 //
-// Why a 64-column chunk in a per-invocation array: the 4 x 64 accumulators (1 KiB) let one score
-// computation serve 64 value columns without workgroup memory or barriers (slow on CPU adapters
-// such as lavapipe). CPU adapters keep such an array in scratch memory, which costs about as much
-// as a buffer load, hence 8-key blocks: each accumulator is read and written once per 8 keys.
-// Wider values (Dv up to 256 and beyond) take ceil(Dv / 64) invocations per query tile, each
-// recomputing the scores: for D = Dv = 256 that is 4 score passes, still cheaper in memory
-// traffic than writing and re-reading the pattern. Heads of 64 or fewer (GPT-2, Othello-GPT,
-// Pythia) do no recomputation. 64 invocations a workgroup.
+// Where the accumulators live: 4 x Dv floats do not fit in registers for Dv up to 256, so they
+// live in a scratch buffer the host allocates, [B*H, query tiles * 4, Dv/4] vec4s (the size of
+// out, never Sq x Sk), which each invocation owns a disjoint slice of. That way one score pass
+// serves every value column whatever Dv is, with no workgroup memory and no barriers (slow on CPU
+// adapters such as lavapipe). A per-invocation array would do the same job, but CPU compilers
+// take seconds to tens of seconds on a 256-column one (lavapipe: 7 s at 128 columns, 26 s at 256)
+// and run it no faster. The accumulators are read and written once per 8 keys; the first block
+// overwrites them, so the buffer needs no clearing. 64 invocations a workgroup.
+//
+// The host dispatches the kernel once per segment of keys [j_begin, j_end), because lavapipe and
+// llvmpipe stop an invocation after 65535 loop iterations in total (silently): between segments
+// m and l wait in `stats` and the accumulators in `acc`; the last segment writes out.
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-
-const CHUNK4: u32 = 16u;   // value columns per invocation, in vec4s (64 columns)
+@group(0) @binding(5) var<storage, read_write> acc: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> stats: array<vec4<f32>>;   // per tile: m, l
 
 // One query's scores against 4 keys.
 fn dots(x: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
@@ -65,20 +69,26 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         return;
     }
     let t = tile_of(g, 4u);
-    let c0 = t.jt * CHUNK4;
-    let chunk4 = min(CHUNK4, params.dv4 - c0);
+    let dv4 = params.dv4;
+    let a0 = (t.bh * params.tiles_i * 4u + t.i0) * dv4;   // this invocation's accumulator rows
+    let a1 = a0 + dv4;
+    let a2 = a1 + dv4;
+    let a3 = a2 + dv4;
     let last_j = vec4<u32>(params.sk - 1u);
     let rows = min(vec4<u32>(t.i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(params.sq - 1u));
     let seen = vec4<u32>(visible(rows.x), visible(rows.y), visible(rows.z), visible(rows.w));
     let qr = t.b * params.q_b + t.h * params.q_h + rows * params.q_i;
     let kbase = t.b * params.k_b + t.h * params.k_h;
-    let vbase = t.b * params.v_b + t.h * params.v_h + c0;
+    let vbase = t.b * params.v_b + t.h * params.v_h;
 
-    var acc: array<vec4<f32>, 64>;   // zero-initialised; [query r][column vec4 c] at r * CHUNK4 + c
     var m = vec4<f32>(LOWEST);       // running maximum per query
     var l = vec4<f32>(0.0);          // running sum per query
+    if (params.j_begin > 0u) {
+        m = stats[2u * g];
+        l = stats[2u * g + 1u];
+    }
 
-    for (var j0 = 0u; j0 < seen.w; j0 += 8u) {
+    for (var j0 = params.j_begin; j0 < min(seen.w, params.j_end); j0 += 8u) {
         // Keys past Sk are clamped to the last one for loading; the mask gives them p = 0.
         let lo = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
         let hi = lo + vec4<u32>(4u);
@@ -145,7 +155,7 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
 
         let vl = vbase + min(lo, last_j) * params.v_j;
         let vh = vbase + min(hi, last_j) * params.v_j;
-        for (var ci = 0u; ci < chunk4; ci++) {
+        for (var ci = 0u; ci < dv4; ci++) {
             let x0 = v[vl.x + ci];
             let x1 = v[vl.y + ci];
             let x2 = v[vl.z + ci];
@@ -154,26 +164,37 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
             let x5 = v[vh.y + ci];
             let x6 = v[vh.z + ci];
             let x7 = v[vh.w + ci];
-            acc[ci] = update(acc[ci], c.x, p0l, p0h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[CHUNK4 + ci] = update(acc[CHUNK4 + ci], c.y, p1l, p1h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[2u * CHUNK4 + ci] = update(acc[2u * CHUNK4 + ci], c.z, p2l, p2h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[3u * CHUNK4 + ci] = update(acc[3u * CHUNK4 + ci], c.w, p3l, p3h, x0, x1, x2, x3, x4, x5, x6, x7);
+            // The first block overwrites whatever the accumulator buffer held.
+            let k0 = select(acc[a0 + ci], vec4<f32>(0.0), j0 == 0u);
+            let k1 = select(acc[a1 + ci], vec4<f32>(0.0), j0 == 0u);
+            let k2 = select(acc[a2 + ci], vec4<f32>(0.0), j0 == 0u);
+            let k3 = select(acc[a3 + ci], vec4<f32>(0.0), j0 == 0u);
+            acc[a0 + ci] = update(k0, c.x, p0l, p0h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a1 + ci] = update(k1, c.y, p1l, p1h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a2 + ci] = update(k2, c.z, p2l, p2h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a3 + ci] = update(k3, c.w, p3l, p3h, x0, x1, x2, x3, x4, x5, x6, x7);
         }
     }
 
+    if (params.j_end < params.sk) {
+        // More segments follow: keep the running maximum and sum.
+        stats[2u * g] = m;
+        stats[2u * g + 1u] = l;
+        return;
+    }
     let inv = select(vec4<f32>(0.0), 1.0 / max(l, vec4<f32>(1.0e-30)), l > vec4<f32>(0.0));
-    let ob = t.b * params.o_b + t.h * params.o_h + c0 * 4u;
-    let cols = params.dv - c0 * 4u;
+    let ob = t.b * params.o_b + t.h * params.o_h;
     for (var r = 0u; r < 4u; r++) {
         let i = t.i0 + r;
         if (i >= params.sq) {
             break;
         }
         let row = ob + i * params.o_i;
-        for (var ci = 0u; ci < chunk4; ci++) {
-            let o = acc[r * CHUNK4 + ci] * inv[r];
+        for (var ci = 0u; ci < dv4; ci++) {
+            // A query that sees no key never wrote its accumulators.
+            let o = select(acc[a0 + r * dv4 + ci], vec4<f32>(0.0), seen[r] == 0u) * inv[r];
             for (var x = 0u; x < 4u; x++) {
-                if (ci * 4u + x < cols) {
+                if (ci * 4u + x < params.dv) {
                     out[row + ci * 4u + x] = o[x];
                 }
             }

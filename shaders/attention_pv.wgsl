@@ -1,5 +1,8 @@
 // out[b, h, i, :] = pattern[b, h, i, :] @ v[b, h, :, :], the second product of unfused attention.
 //
+// Dispatched once per segment of keys [j_begin, j_end) (lavapipe stops an invocation after 65535
+// loop iterations in total): the first segment writes out, later ones add to it.
+//
 // Register blocking: an invocation owns 4 queries x 8 value columns and walks the keys once,
 // loading 4 pattern floats and 2 v vec4s per key for 32 multiply-adds; no workgroup memory, no
 // barriers. The walk stops at the last key the tile's last query sees: past it every pattern
@@ -15,12 +18,13 @@ fn store_row(base: u32, i: u32, e0: u32, lo: vec4<f32>, hi: vec4<f32>) {
         return;
     }
     let row = base + i * params.o_i + e0;
+    let first = params.j_begin == 0u;
     for (var c = 0u; c < 4u; c++) {
         if (e0 + c < params.dv) {
-            out[row + c] = lo[c];
+            out[row + c] = select(out[row + c], 0.0, first) + lo[c];
         }
         if (e0 + 4u + c < params.dv) {
-            out[row + 4u + c] = hi[c];
+            out[row + 4u + c] = select(out[row + 4u + c], 0.0, first) + hi[c];
         }
     }
 }
@@ -50,8 +54,8 @@ fn pattern_v(@builtin(workgroup_id) wg: vec3<u32>,
     var b1 = vec4<f32>(0.0);
     var b2 = vec4<f32>(0.0);
     var b3 = vec4<f32>(0.0);
-    let keys = visible(min(t.i0 + 3u, last_i));
-    for (var j = 0u; j < keys; j++) {
+    let keys = min(visible(min(t.i0 + 3u, last_i)), params.j_end);
+    for (var j = params.j_begin; j < keys; j++) {
         let vr = vb + j * params.v_j;
         let lo = v[vr + c0];
         let hi = v[vr + c1];

@@ -298,3 +298,35 @@ fn pattern_too_large_is_refused_with_advice() {
     let message = e.to_string();
     assert!(message.contains("attention pattern [1, 1, 65536, 65536]") && message.contains("fused"), "{message}");
 }
+
+#[test]
+fn fused_path_needs_no_room_for_the_pattern() {
+    // 32 queries x 2^20 keys: the pattern (128 MiB) exceeds lavapipe's 128 MiB binding limit, the
+    // fused path never stores it. Values near 1 keep the long sums well inside the tolerance.
+    let gpu = common::gpu();
+    let (sq, sk) = (32, 1 << 20);
+    let [q, k, _] = qkv(1, 1, sq, sk, 4, 4, 20);
+    let v = uniform(&[1, 1, sk, 3], 21, 0.5, 1.5);
+    let (q64, k64, v64) = (q.mapv(f64::from), k.mapv(f64::from), v.mapv(f64::from));
+    let (want, _) = reference::attention::attention(q64.view(), k64.view(), v64.view(), true, 0.5).unwrap();
+    let (got, _) = attention::run(&gpu, q.view(), k.view(), v.view(), true, 0.5, false).unwrap();
+    common::assert_close(&got, &want, ATOL, RTOL, "fused, 2^20 keys");
+    if (sq * sk * 4) as u64 > u64::from(gpu.limits().max_storage_buffer_binding_size) {
+        let e = attention::run(&gpu, q.view(), k.view(), v.view(), true, 0.5, true).unwrap_err();
+        assert!(matches!(e, Error::Limit { .. }), "{e}");
+    }
+}
+
+#[test]
+fn walks_longer_than_lavapipes_loop_limit() {
+    // lavapipe and llvmpipe stop an invocation after 65535 loop iterations in total; the host
+    // splits the keys into segments. Rows of 70000 keys (softmax and pattern @ v) ...
+    let q = uniform(&[1, 1, 3, 4], 22, -1.0, 1.0);
+    let k = uniform(&[1, 1, 70000, 4], 23, -1.0, 1.0);
+    let v = uniform(&[1, 1, 70000, 5], 24, 0.5, 1.5);
+    check(&q, &k, &v, true, 0.5, "sq3 sk70000 causal");
+    check(&q, &k, &v, false, 0.5, "sq3 sk70000");
+    // ... and fused blocks that cost 130 iterations each (D = Dv = 256) over 4096 keys.
+    let [q, k, v] = qkv(1, 1, 8, 4096, 256, 256, 25);
+    check(&q, &k, &v, true, 1.0 / 16.0, "d256 sk4096");
+}

@@ -7,11 +7,14 @@
 //!   normalises each row in place (one invocation a row), `attention_pv.wgsl` multiplies by v
 //!   (4 queries x 8 value columns an invocation);
 //! - **fused**, when it does not: `attention_fused.wgsl` walks the keys once, 8 at a time, with an
-//!   online softmax (4 queries x 64 value columns an invocation) and never stores the Sq x Sk
-//!   matrix.
+//!   online softmax (4 queries and all Dv value columns an invocation, accumulators in a scratch
+//!   buffer the size of out) and never stores the Sq x Sk matrix.
 //!
 //! q, k and v are read as vec4s; a head size that is not a multiple of 4 is first packed into
-//! zero-padded rows (`attention_pack.wgsl`). Dispatch details live in `kernels.rs`.
+//! zero-padded rows (`attention_pack.wgsl`). The kernels that walk the keys (softmax, pattern @ v,
+//! fused) are dispatched once per segment of keys, because lavapipe and llvmpipe silently stop an
+//! invocation after 65535 loop iterations; the state between segments lives in small scratch
+//! buffers. Dispatch details live in `kernels.rs`.
 //!
 //! The pre-softmax scores (TransformerLens's `hook_attn_scores`, `-inf` where masked) are an
 //! optional third output: on the unfused path they are a copy of the pattern buffer taken before

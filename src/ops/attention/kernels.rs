@@ -35,8 +35,10 @@ const TILE: usize = 4;
 const SCORES_KEYS: usize = 8;
 /// Value columns per register tile of `attention_pv`.
 const PV_COLUMNS: usize = 8;
-/// Value columns per invocation of the fused kernel (`CHUNK4 * 4` in the WGSL).
-const FUSED_CHUNK: usize = 64;
+/// Loop iterations one invocation may spend in one dispatch. lavapipe and llvmpipe silently stop
+/// an invocation after 65535 loop iterations in total, so the kernels that walk the keys are
+/// dispatched once per segment of keys, each segment staying well inside that.
+const LOOP_BUDGET: usize = 32768;
 
 /// Matches `Params` in `shaders/attention_common.wgsl`.
 #[repr(C)]
@@ -58,6 +60,9 @@ struct Params {
     count: u32,
     tiles_i: u32,
     tiles_j: u32,
+    j_begin: u32,
+    j_end: u32,
+    _pad: [u32; 2],
 }
 
 /// Strides, in elements, of a tensor read as \[B, H, rows, columns\] with contiguous columns.
@@ -137,10 +142,20 @@ pub(crate) fn record_problem(
                 }
             }
             if dims.sk > 0 {
-                launch(gpu, encoder, SOFTMAX, "softmax_rows", &base, (bh * dims.sq, 1, 1), &[pattern.buffer()])?;
+                let stats = GpuTensor::empty(gpu, &[bh * dims.sq, 2], "attention softmax statistics")?;
+                let rows = (bh * dims.sq, 1, 1);
+                for entry in ["softmax_stats", "softmax_normalize"] {
+                    for params in segments(&base, dims.sk, LOOP_BUDGET)? {
+                        launch(gpu, encoder, SOFTMAX, entry, &params, rows, &[pattern.buffer(), stats.buffer()])?;
+                    }
+                }
             }
             let grid = (bh, query_tiles, dims.dv.div_ceil(PV_COLUMNS));
-            launch(gpu, encoder, PV, "pattern_v", &base, grid, &[pattern.buffer(), v.buffer(), problem.out.0.buffer()])
+            for params in segments(&base, dims.sk, LOOP_BUDGET)? {
+                let buffers = [pattern.buffer(), v.buffer(), problem.out.0.buffer()];
+                launch(gpu, encoder, PV, "pattern_v", &params, grid, &buffers)?;
+            }
+            Ok(())
         }
         None => {
             if let Some(scores) = scores {
@@ -154,10 +169,38 @@ pub(crate) fn record_problem(
                     &[q.buffer(), k.buffer(), scores.buffer()],
                 )?;
             }
-            let grid = (bh, query_tiles, dims.dv.div_ceil(FUSED_CHUNK));
-            let buffers = [q.buffer(), k.buffer(), v.buffer(), problem.out.0.buffer()];
-            launch(gpu, encoder, FUSED, "attention_fused", &base, grid, &buffers)
+            if dims.dv == 0 {
+                return Ok(());
+            }
+            // The online softmax's state between key segments: accumulators [B·H, query tiles · 4,
+            // Dv/4] vec4s (out's size), and the running maximum and sum of each query tile.
+            let tiles = bh * query_tiles;
+            let acc = GpuTensor::empty(gpu, &[tiles * TILE, dims.dv.div_ceil(4) * 4], "attention fused accumulators")?;
+            let stats = GpuTensor::empty(gpu, &[tiles, 2, TILE], "attention fused statistics")?;
+            let buffers = [q.buffer(), k.buffer(), v.buffer(), problem.out.0.buffer(), acc.buffer(), stats.buffer()];
+            // Each 8-key block costs an invocation one iteration plus one per q/k vec4 and per v vec4.
+            let per_block = 2 + dims.d.div_ceil(4) + dims.dv.div_ceil(4);
+            let keys = 8 * (LOOP_BUDGET / per_block).max(1);
+            for params in segments(&base, dims.sk, keys)? {
+                launch(gpu, encoder, FUSED, "attention_fused", &params, (bh, query_tiles, 1), &buffers)?;
+            }
+            Ok(())
         }
+    }
+}
+
+/// `base` once per segment of at most `len` keys covering 0..sk (one empty segment when sk = 0,
+/// so that the kernels still write their zero outputs).
+fn segments(base: &Params, sk: usize, len: usize) -> Result<Vec<Params>> {
+    let mut out = Vec::new();
+    let mut begin = 0;
+    loop {
+        let end = (begin + len).min(sk);
+        out.push(Params { j_begin: u32_of(begin, "key segment")?, j_end: u32_of(end, "key segment")?, ..*base });
+        if end >= sk {
+            return Ok(out);
+        }
+        begin = end;
     }
 }
 
