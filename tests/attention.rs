@@ -311,7 +311,7 @@ fn fused_path_needs_no_room_for_the_pattern() {
     let (want, _) = reference::attention::attention(q64.view(), k64.view(), v64.view(), true, 0.5).unwrap();
     let (got, _) = attention::run(&gpu, q.view(), k.view(), v.view(), true, 0.5, false).unwrap();
     common::assert_close(&got, &want, ATOL, RTOL, "fused, 2^20 keys");
-    if (sq * sk * 4) as u64 > u64::from(gpu.limits().max_storage_buffer_binding_size) {
+    if (sq * sk * 4) as u64 > gpu.limits().max_storage_buffer_binding_size {
         let e = attention::run(&gpu, q.view(), k.view(), v.view(), true, 0.5, true).unwrap_err();
         assert!(matches!(e, Error::Limit { .. }), "{e}");
     }

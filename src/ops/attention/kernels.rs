@@ -123,18 +123,13 @@ pub(crate) fn record_problem(
     }
     let (base, [q, k, v]) = prepare(gpu, encoder, problem, true)?;
     let query_tiles = dims.sq.div_ceil(TILE);
-    let scores_grid = (bh, query_tiles, dims.sk.div_ceil(SCORES_KEYS));
+    // The unfused path writes the logits into the pattern buffer (and copies them to the scores
+    // before the softmax); the fused path writes them only when the scores are wanted.
+    if let Some(target) = pattern.or(scores) {
+        launch_scores(gpu, encoder, &base, &dims, [&q, &k, target])?;
+    }
     match pattern {
         Some(pattern) => {
-            launch(
-                gpu,
-                encoder,
-                SCORES,
-                "scores_kernel",
-                &base,
-                scores_grid,
-                &[q.buffer(), k.buffer(), pattern.buffer()],
-            )?;
             if let Some(scores) = scores {
                 let bytes = (pattern.len() * 4) as u64;
                 if bytes > 0 {
@@ -158,17 +153,6 @@ pub(crate) fn record_problem(
             Ok(())
         }
         None => {
-            if let Some(scores) = scores {
-                launch(
-                    gpu,
-                    encoder,
-                    SCORES,
-                    "scores_kernel",
-                    &base,
-                    scores_grid,
-                    &[q.buffer(), k.buffer(), scores.buffer()],
-                )?;
-            }
             if dims.dv == 0 {
                 return Ok(());
             }
@@ -187,6 +171,18 @@ pub(crate) fn record_problem(
             Ok(())
         }
     }
+}
+
+/// The scores kernel: scaled, masked logits of q and k into `target` \[B, H, Sq, Sk\].
+fn launch_scores(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    base: &Params,
+    dims: &AttentionDims,
+    [q, k, target]: [&GpuTensor; 3],
+) -> Result<()> {
+    let grid = (dims.batch * dims.heads, dims.sq.div_ceil(TILE), dims.sk.div_ceil(SCORES_KEYS));
+    launch(gpu, encoder, SCORES, "scores_kernel", base, grid, &[q.buffer(), k.buffer(), target.buffer()])
 }
 
 /// `base` once per segment of at most `len` keys covering 0..sk (one empty segment when sk = 0,
@@ -212,12 +208,11 @@ pub(crate) fn record_scores(
     scores: &GpuTensor,
 ) -> Result<()> {
     let dims = problem.dims;
-    let grid = (dims.batch * dims.heads, dims.sq.div_ceil(TILE), dims.sk.div_ceil(SCORES_KEYS));
-    if grid.0 * grid.1 * grid.2 == 0 {
+    if dims.batch * dims.heads * dims.sq * dims.sk == 0 {
         return Ok(());
     }
     let (base, [q, k, _]) = prepare(gpu, encoder, problem, false)?;
-    launch(gpu, encoder, SCORES, "scores_kernel", &base, grid, &[q.buffer(), k.buffer(), scores.buffer()])
+    launch_scores(gpu, encoder, &base, &dims, [&q, &k, scores])
 }
 
 /// The parameters every attention kernel shares, and q, k and v (v only `with_v`) readable as
@@ -315,6 +310,7 @@ fn launch(
     Ok(())
 }
 
+/// `x` as a u32 for the kernels' parameters, or a shape error naming `what`.
 pub(crate) fn u32_of(x: usize, what: &str) -> Result<u32> {
     u32::try_from(x).map_err(|_| too_large(what, x as u64))
 }
