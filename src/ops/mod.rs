@@ -8,6 +8,8 @@
 //!
 //! Shapes are checked before any GPU work, with the same checks the host references use.
 
+pub mod attention;
+pub mod attention_layer;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;

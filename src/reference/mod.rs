@@ -4,6 +4,8 @@
 //! `verify` checks each fixture with besides the GPU. Inputs are float64 views (convert float32
 //! data with `mapv(f64::from)`: SPEC's expected values are the float64 result of float32 inputs).
 
+pub mod attention;
+pub mod attention_layer;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;

@@ -1,0 +1,68 @@
+// Masked row softmax in place over the pattern buffer [B, H, Sq, Sk], which holds the scores.
+//
+// One invocation owns one row, in two kernels, each dispatched once per segment of keys
+// [j_begin, j_end) (see below):
+//   softmax_stats     walks the keys the row sees with an online maximum m and sum l of
+//                     exp(x - m), kept in `stats` between segments; one exp per key:
+//                     e = exp(-|x - m|), then l = l e + 1 if x is the new maximum, else l + e;
+//   softmax_normalize writes exp(x - m) / l for the keys the row sees and 0 for the keys the
+//                     causal mask hides.
+// Shifting by the row maximum keeps logits of any magnitude exact and makes the largest term
+// exactly 1, so l >= 1. A row that sees no key becomes all zeros. The mask is recomputed from the
+// indices rather than read from the -inf entries, and the running maximum starts at a finite
+// -3e38, so no arithmetic touches an infinity. Rows are independent: no workgroup memory, no
+// barrier, 64 rows a workgroup.
+//
+// Why segments: lavapipe and llvmpipe stop a shader invocation after 65535 loop iterations in
+// total, silently; the host keeps every dispatch's walk well below that, so rows of any length
+// work there too.
+
+@group(0) @binding(1) var<storage, read_write> pattern: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;   // per row: m, l
+
+@compute @workgroup_size(64)
+fn softmax_stats(@builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let g = invocation(wg, nwg, li);
+    if (g >= params.count) {
+        return;
+    }
+    let row = g * params.sk;
+    let end = min(visible(g % params.sq), params.j_end);
+    var m = LOWEST;
+    var l = 0.0;
+    if (params.j_begin > 0u) {
+        m = stats[2u * g];
+        l = stats[2u * g + 1u];
+    }
+    for (var j = params.j_begin; j < end; j++) {
+        let x = pattern[row + j];
+        let e = exp(min(x, m) - max(x, m));
+        l = select(l + e, l * e + 1.0, x > m);
+        m = max(m, x);
+    }
+    stats[2u * g] = m;
+    stats[2u * g + 1u] = l;
+}
+
+@compute @workgroup_size(64)
+fn softmax_normalize(@builtin(workgroup_id) wg: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let g = invocation(wg, nwg, li);
+    if (g >= params.count) {
+        return;
+    }
+    let row = g * params.sk;
+    let seen = visible(g % params.sq);
+    let end = min(params.j_end, params.sk);
+    let m = stats[2u * g];
+    let inv = 1.0 / max(stats[2u * g + 1u], 1.0);   // l >= 1 wherever it is used
+    for (var j = params.j_begin; j < min(end, seen); j++) {
+        pattern[row + j] = exp(pattern[row + j] - m) * inv;
+    }
+    for (var j = max(params.j_begin, seen); j < end; j++) {
+        pattern[row + j] = 0.0;
+    }
+}

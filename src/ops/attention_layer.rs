@@ -1,0 +1,307 @@
+//! TransformerLens's attention layer on the GPU: x \[B,S,d_model\] → out \[B,S,d_model\] and
+//! pattern \[B,H,S,S\], with the intermediates a TransformerLens cache holds (q, k, v and z
+//! \[B,S,H,d_head\], attn_scores \[B,H,S,S\]) on request.
+//!
+//! Five dispatches (six with the pattern, seven with the scores), all recorded into the caller's
+//! encoder:
+//! 1. three per-head projections (`attention_project*.wgsl`) write q, k and v directly in
+//!    TransformerLens's \[B,S,H,d_head\] layout: `x W[h] + b[h]`, 8 rows x 8 columns an invocation
+//!    with vec4 loads when d_model and d_head are multiples of 4, 4 x 4 with scalar loads
+//!    otherwise;
+//! 2. causal attention with scale `1/sqrt(d_head)` ([`crate::ops::attention`]'s kernels, which
+//!    read that layout through strides): unfused when the pattern or the scores are wanted, fused
+//!    otherwise; z comes out in \[B,S,H,d_head\];
+//! 3. the output projection is the same projection kernel with one "head": z viewed as
+//!    \[B·S, H·d_head\] times W_O viewed as \[H·d_head, d_model\], plus b_O, which is exactly
+//!    `Σ_h z_h W_O[h] + b_O`.
+//!
+//! Dedicated projections avoid both a general matmul and the reshapes around it. The host twin is
+//! [`crate::reference::attention_layer`], whose shape check this module shares.
+
+use ndarray::{ArrayD, ArrayViewD};
+
+use crate::error::{fmt_shape, Error, Result};
+use crate::gpu::{Gpu, Shader};
+use crate::ops::attention::empty_pattern;
+use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
+use crate::reference::attention::AttentionDims;
+use crate::reference::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
+use crate::tensor::GpuTensor;
+
+/// A projection kernel: the shared prelude followed by the kernel's own file.
+macro_rules! project_shader {
+    ($name:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                include_str!("../../shaders/attention_project_common.wgsl"),
+                include_str!(concat!("../../shaders/", $name, ".wgsl"))
+            ),
+        }
+    };
+}
+
+const PROJECT: Shader = project_shader!("attention_project");
+const PROJECT_SCALAR: Shader = project_shader!("attention_project_scalar");
+const WORKGROUP: u64 = 64;
+
+/// Matches `Params` in `shaders/attention_project_common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ProjectParams {
+    rows: u32,
+    inner: u32,
+    heads: u32,
+    d_head: u32,
+    cols: u32,
+    count: u32,
+    col_tiles: u32,
+    _pad: u32,
+}
+
+/// Which of the layer's intermediates to compute and return besides `out`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    /// `hook_pattern` \[B,H,S,S\]; without it (and without `attn_scores`) the fused path runs.
+    pub pattern: bool,
+    /// `hook_q` \[B,S,H,d_head\].
+    pub q: bool,
+    /// `hook_k` \[B,S,H,d_head\].
+    pub k: bool,
+    /// `hook_v` \[B,S,H,d_head\].
+    pub v: bool,
+    /// `hook_attn_scores` \[B,H,S,S\], `-inf` where masked.
+    pub attn_scores: bool,
+    /// `hook_z` \[B,S,H,d_head\].
+    pub z: bool,
+}
+
+impl Request {
+    /// `out` and the pattern: SPEC's outputs for `attention_layer`.
+    pub fn pattern() -> Self {
+        Self { pattern: true, ..Self::default() }
+    }
+
+    /// Every intermediate (what a TransformerLens cache holds).
+    pub fn all() -> Self {
+        Self { pattern: true, q: true, k: true, v: true, attn_scores: true, z: true }
+    }
+}
+
+/// The layer's outputs: `out` always, each intermediate when it was requested.
+#[derive(Clone, Debug)]
+pub struct LayerOutputs<T> {
+    /// \[B,S,d_model\].
+    pub out: T,
+    /// \[B,H,S,S\].
+    pub pattern: Option<T>,
+    /// \[B,S,H,d_head\].
+    pub q: Option<T>,
+    /// \[B,S,H,d_head\].
+    pub k: Option<T>,
+    /// \[B,S,H,d_head\].
+    pub v: Option<T>,
+    /// \[B,H,S,S\], `-inf` where masked.
+    pub attn_scores: Option<T>,
+    /// \[B,S,H,d_head\].
+    pub z: Option<T>,
+}
+
+impl<T> LayerOutputs<T> {
+    /// Every present tensor in field order.
+    fn into_vec(self) -> Vec<T> {
+        std::iter::once(self.out)
+            .chain(self.pattern)
+            .chain(self.q)
+            .chain(self.k)
+            .chain(self.v)
+            .chain(self.attn_scores)
+            .chain(self.z)
+            .collect()
+    }
+
+    /// Rebuilds from [`LayerOutputs::into_vec`]'s order, given which fields are present.
+    fn from_vec(request: Request, items: Vec<T>) -> Result<Self> {
+        let mut items = items.into_iter();
+        let mut take = |present: bool| if present { items.next() } else { None };
+        let out = take(true).ok_or_else(|| Error::Gpu("attention_layer returned no output".into()))?;
+        Ok(Self {
+            out,
+            pattern: take(request.pattern),
+            q: take(request.q),
+            k: take(request.k),
+            v: take(request.v),
+            attn_scores: take(request.attn_scores),
+            z: take(request.z),
+        })
+    }
+}
+
+/// Records the layer into `out` \[B,S,d_model\], and the pattern into `pattern` when it is `Some`
+/// (with `None` the fused attention path runs). q, k, v and z are temporaries.
+pub fn record_into(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    weights: &AttentionWeights<&GpuTensor>,
+    out: &GpuTensor,
+    pattern: Option<&GpuTensor>,
+) -> Result<()> {
+    let dims = check(x, weights, out, pattern)?;
+    let [q, k, v, z] = intermediates(gpu, &dims)?;
+    record_layer(gpu, encoder, x, weights, &dims, [&q, &k, &v, &z], out, pattern, None)
+}
+
+/// Records the layer and returns `out` and the requested intermediates, all allocated here.
+pub fn record(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    weights: &AttentionWeights<&GpuTensor>,
+    request: Request,
+) -> Result<LayerOutputs<GpuTensor>> {
+    let dims = attention_layer_shapes(x.shape(), &weights.map(|_, t| t.shape()))?;
+    let attention = attention_dims(&dims);
+    let pattern = request.pattern.then(|| empty_pattern(gpu, &attention, "pattern")).transpose()?;
+    let scores = request.attn_scores.then(|| empty_pattern(gpu, &attention, "scores")).transpose()?;
+    let out = GpuTensor::empty(gpu, &[dims.batch, dims.seq, dims.d_model], "attention_layer out")?;
+    let [q, k, v, z] = intermediates(gpu, &dims)?;
+    record_layer(gpu, encoder, x, weights, &dims, [&q, &k, &v, &z], &out, pattern.as_ref(), scores.as_ref())?;
+    Ok(LayerOutputs {
+        out,
+        pattern,
+        q: request.q.then_some(q),
+        k: request.k.then_some(k),
+        v: request.v.then_some(v),
+        attn_scores: scores,
+        z: request.z.then_some(z),
+    })
+}
+
+/// Uploads x and the weights, runs the layer and reads back `out` and the requested
+/// intermediates.
+pub fn run(
+    gpu: &Gpu,
+    x: ArrayViewD<'_, f32>,
+    weights: &AttentionWeights<ArrayViewD<'_, f32>>,
+    request: Request,
+) -> Result<LayerOutputs<ArrayD<f32>>> {
+    attention_layer_shapes(x.shape(), &weights.map(|_, a| a.shape()))?;
+    let arrays = super::run_many(gpu, |encoder| {
+        let x = GpuTensor::upload(gpu, x.view(), "x")?;
+        let weights = weights.try_map(|name, a| GpuTensor::upload(gpu, a.view(), name))?;
+        Ok(record(gpu, encoder, &x, &weights.map(|_, t| t), request)?.into_vec())
+    })?;
+    LayerOutputs::from_vec(request, arrays)
+}
+
+/// Checks x, the weights and the caller's outputs, and returns the sizes.
+fn check(
+    x: &GpuTensor,
+    weights: &AttentionWeights<&GpuTensor>,
+    out: &GpuTensor,
+    pattern: Option<&GpuTensor>,
+) -> Result<LayerDims> {
+    let dims = attention_layer_shapes(x.shape(), &weights.map(|_, t| t.shape()))?;
+    let outputs = [
+        ("out", Some(out), vec![dims.batch, dims.seq, dims.d_model]),
+        ("pattern", pattern, attention_dims(&dims).pattern_shape().to_vec()),
+    ];
+    for (name, tensor, want) in outputs {
+        if let Some(t) = tensor.filter(|t| t.shape() != want.as_slice()) {
+            return Err(Error::Shape(format!(
+                "{name} is {} but x {} and W_Q {} need {name} {}",
+                fmt_shape(t.shape()),
+                fmt_shape(x.shape()),
+                fmt_shape(weights.w_q.shape()),
+                fmt_shape(&want)
+            )));
+        }
+    }
+    Ok(dims)
+}
+
+/// The attention inside the layer: S queries and S keys per head, head size d_head.
+fn attention_dims(dims: &LayerDims) -> AttentionDims {
+    AttentionDims { batch: dims.batch, heads: dims.heads, sq: dims.seq, sk: dims.seq, d: dims.d_head, dv: dims.d_head }
+}
+
+/// q, k, v and z, each \[B,S,H,d_head\].
+fn intermediates(gpu: &Gpu, dims: &LayerDims) -> Result<[GpuTensor; 4]> {
+    let shape = [dims.batch, dims.seq, dims.heads, dims.d_head];
+    Ok([
+        GpuTensor::empty(gpu, &shape, "attention_layer q")?,
+        GpuTensor::empty(gpu, &shape, "attention_layer k")?,
+        GpuTensor::empty(gpu, &shape, "attention_layer v")?,
+        GpuTensor::empty(gpu, &shape, "attention_layer z")?,
+    ])
+}
+
+/// Records the projections, the attention and the output projection.
+#[allow(clippy::too_many_arguments)]
+fn record_layer(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    w: &AttentionWeights<&GpuTensor>,
+    dims: &LayerDims,
+    [q, k, v, z]: [&GpuTensor; 4],
+    out: &GpuTensor,
+    pattern: Option<&GpuTensor>,
+    scores: Option<&GpuTensor>,
+) -> Result<()> {
+    let LayerDims { batch, seq, d_model, heads, d_head } = *dims;
+    let rows = batch * seq;
+    for (weight, bias, target) in [(w.w_q, w.b_q, q), (w.w_k, w.b_k, k), (w.w_v, w.b_v, v)] {
+        record_projection(gpu, encoder, [x, weight, bias, target], rows, d_model, heads, d_head)?;
+    }
+    let strides = Strides::bshc(heads, seq, d_head);
+    let problem = Problem {
+        dims: attention_dims(dims),
+        causal: true,
+        scale: dims.scale() as f32,
+        q: (q, strides),
+        k: (k, strides),
+        v: (v, strides),
+        out: (z, strides),
+    };
+    record_problem(gpu, encoder, &problem, pattern, scores)?;
+    record_projection(gpu, encoder, [z, w.w_o, w.b_o, out], rows, heads * d_head, 1, d_model)
+}
+
+/// Records `out[r, h·d_head + d] = Σ_m x[r, m] w[h, m, d] + b[h, d]` for x \[rows, inner\],
+/// w \[heads, inner, d_head\], b \[heads, d_head\], out \[rows, heads·d_head\].
+#[allow(clippy::too_many_arguments)]
+fn record_projection(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    [x, w, b, out]: [&GpuTensor; 4],
+    rows: usize,
+    inner: usize,
+    heads: usize,
+    d_head: usize,
+) -> Result<()> {
+    let cols = heads * d_head;
+    let vec4 = inner > 0 && inner.is_multiple_of(4) && d_head.is_multiple_of(4);
+    let (shader, entry, (row_tile, col_tile)) =
+        if vec4 { (PROJECT, "project4", (8, 8)) } else { (PROJECT_SCALAR, "project1", (4, 4)) };
+    let col_tiles = cols.div_ceil(col_tile);
+    let count = rows.div_ceil(row_tile) as u64 * col_tiles as u64;
+    if count == 0 {
+        return Ok(());
+    }
+    let params = ProjectParams {
+        rows: u32_of(rows, "rows")?,
+        inner: u32_of(inner, "d_model")?,
+        heads: u32_of(heads, "heads")?,
+        d_head: u32_of(d_head, "d_head")?,
+        cols: u32_of(cols, "columns")?,
+        count: u32_of(count as usize, "projection tiles")?,
+        col_tiles: u32_of(col_tiles, "column tiles")?,
+        _pad: 0,
+    };
+    let grid = gpu.grid(count.div_ceil(WORKGROUP), "attention_layer projection workgroups")?;
+    let pipeline = gpu.pipeline(shader, entry, &[])?;
+    gpu.dispatch(encoder, &pipeline, &params, &[x.buffer(), w.buffer(), b.buffer(), out.buffer()], grid);
+    Ok(())
+}

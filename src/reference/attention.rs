@@ -1,0 +1,188 @@
+//! Host reference for `attention`, in float64: `pattern = softmax(scale q kᵀ, masked)`,
+//! `out = pattern v`, with SPEC's bottom-right causal mask.
+//!
+//! Each row's softmax is shifted by the maximum over the keys that row sees, so logits of any
+//! magnitude stay exact; a query that sees no key (causal with `Sq > Sk`) gets a zero pattern row
+//! and a zero output row. [`attention_shapes`] is the one shape check: the GPU op calls it too, so
+//! host and GPU reject the same inputs with the same words.
+
+use ndarray::{s, Array4, ArrayD, ArrayView4, ArrayViewD, Ix4};
+
+use crate::error::{fmt_shape, Error, Result};
+
+/// The sizes of one attention call: q \[B,H,Sq,D\], k \[B,H,Sk,D\], v \[B,H,Sk,Dv\].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    /// B, the batch size.
+    pub batch: usize,
+    /// H, the number of heads.
+    pub heads: usize,
+    /// Sq, the number of queries.
+    pub sq: usize,
+    /// Sk, the number of keys (and values).
+    pub sk: usize,
+    /// D, the query and key head size.
+    pub d: usize,
+    /// Dv, the value head size.
+    pub dv: usize,
+}
+
+impl AttentionDims {
+    /// The output's shape, \[B, H, Sq, Dv\].
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.sq, self.dv]
+    }
+
+    /// The pattern's (and the scores') shape, \[B, H, Sq, Sk\].
+    pub fn pattern_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.sq, self.sk]
+    }
+
+    /// How many keys query `i` sees: all `Sk`, or under the causal mask the keys `j <= i + Sk - Sq`.
+    pub fn visible(&self, causal: bool, i: usize) -> usize {
+        if causal {
+            (i + 1 + self.sk).saturating_sub(self.sq).min(self.sk)
+        } else {
+            self.sk
+        }
+    }
+}
+
+/// Checks the shapes of q \[B,H,Sq,D\], k \[B,H,Sk,D\] and v \[B,H,Sk,Dv\] and returns the sizes.
+///
+/// All three must have rank 4; B and H must be equal in all three (no broadcasting); k and v
+/// must have the same number of keys; q and k the same head size.
+pub fn attention_shapes(q: &[usize], k: &[usize], v: &[usize]) -> Result<AttentionDims> {
+    for (name, shape, last) in [("q", q, "Sq, D"), ("k", k, "Sk, D"), ("v", v, "Sk, Dv")] {
+        if shape.len() != 4 {
+            return Err(Error::Shape(format!(
+                "{name} is {} but attention needs a rank-4 {name} [B, H, {last}]",
+                fmt_shape(shape)
+            )));
+        }
+    }
+    let differ = |name: &str, shape: &[usize], other: &str, other_shape: &[usize], what: &str, a: usize, b: usize| {
+        Error::Shape(format!(
+            "{name} is {} but {other} is {}: {what} {a} and {b} differ",
+            fmt_shape(shape),
+            fmt_shape(other_shape)
+        ))
+    };
+    for (name, shape) in [("k", k), ("v", v)] {
+        if shape[0] != q[0] {
+            return Err(differ(name, shape, "q", q, "batch sizes", shape[0], q[0]));
+        }
+        if shape[1] != q[1] {
+            return Err(differ(name, shape, "q", q, "head counts", shape[1], q[1]));
+        }
+    }
+    if k[3] != q[3] {
+        return Err(differ("k", k, "q", q, "head dims", k[3], q[3]));
+    }
+    if v[2] != k[2] {
+        return Err(differ("v", v, "k", k, "key counts", v[2], k[2]));
+    }
+    Ok(AttentionDims { batch: q[0], heads: q[1], sq: q[2], sk: k[2], d: q[3], dv: v[3] })
+}
+
+/// The pre-softmax scores `scale q kᵀ` \[B,H,Sq,Sk\], `-inf` where the causal mask hides a key
+/// (TransformerLens's `hook_attn_scores`). `v` is only checked, so that the shapes agree with
+/// [`attention`]'s.
+pub fn attention_scores(
+    q: ArrayViewD<'_, f64>,
+    k: ArrayViewD<'_, f64>,
+    v: ArrayViewD<'_, f64>,
+    causal: bool,
+    scale: f64,
+) -> Result<ArrayD<f64>> {
+    let (dims, q, k, _) = views(q, k, v)?;
+    let mut scores = Array4::<f64>::from_elem(dims.pattern_shape(), f64::NEG_INFINITY);
+    for b in 0..dims.batch {
+        for h in 0..dims.heads {
+            for i in 0..dims.sq {
+                let qi = q.slice(s![b, h, i, ..]);
+                for j in 0..dims.visible(causal, i) {
+                    scores[[b, h, i, j]] = scale * qi.dot(&k.slice(s![b, h, j, ..]));
+                }
+            }
+        }
+    }
+    Ok(scores.into_dyn())
+}
+
+/// Attention in float64: returns `(out [B,H,Sq,Dv], pattern [B,H,Sq,Sk])`.
+pub fn attention(
+    q: ArrayViewD<'_, f64>,
+    k: ArrayViewD<'_, f64>,
+    v: ArrayViewD<'_, f64>,
+    causal: bool,
+    scale: f64,
+) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+    let scores = attention_scores(q.view(), k.view(), v.view(), causal, scale)?;
+    let (dims, _, _, v) = views(q, k, v)?;
+    let mut pattern = scores.into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
+    let mut out = Array4::<f64>::zeros(dims.out_shape());
+    for b in 0..dims.batch {
+        for h in 0..dims.heads {
+            for i in 0..dims.sq {
+                let n = dims.visible(causal, i);
+                let mut row = pattern.slice_mut(s![b, h, i, ..]);
+                if n == 0 {
+                    row.fill(0.0);
+                    continue;
+                }
+                // Shift by the maximum over the visible keys: exp never overflows and the largest
+                // term is exactly 1, whatever the logits' magnitude.
+                let max = row.slice(s![..n]).fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+                row.slice_mut(s![..n]).mapv_inplace(|x| (x - max).exp());
+                let sum = row.slice(s![..n]).sum();
+                row.slice_mut(s![..n]).mapv_inplace(|x| x / sum);
+                row.slice_mut(s![n..]).fill(0.0);
+                let p = row.slice(s![..n]);
+                out.slice_mut(s![b, h, i, ..]).assign(&p.dot(&v.slice(s![b, h, ..n, ..])));
+            }
+        }
+    }
+    Ok((out.into_dyn(), pattern.into_dyn()))
+}
+
+type Views<'a> = (AttentionDims, ArrayView4<'a, f64>, ArrayView4<'a, f64>, ArrayView4<'a, f64>);
+
+/// Checks the shapes and views the three inputs as rank-4 arrays.
+fn views<'a>(q: ArrayViewD<'a, f64>, k: ArrayViewD<'a, f64>, v: ArrayViewD<'a, f64>) -> Result<Views<'a>> {
+    let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
+    let four = |a: ArrayViewD<'a, f64>| a.into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()));
+    Ok((dims, four(q)?, four(k)?, four(v)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array, IxDyn};
+
+    #[test]
+    fn causal_mask_is_bottom_right() {
+        let dims = AttentionDims { batch: 1, heads: 1, sq: 3, sk: 5, d: 1, dv: 1 };
+        assert_eq!((0..3).map(|i| dims.visible(true, i)).collect::<Vec<_>>(), [3, 4, 5]);
+        let dims = AttentionDims { sq: 5, sk: 3, ..dims };
+        assert_eq!((0..5).map(|i| dims.visible(true, i)).collect::<Vec<_>>(), [0, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn peaky_rows_are_one_hot_and_unseen_rows_zero() {
+        let q = Array::from_shape_vec(IxDyn(&[1, 1, 3, 1]), vec![1.0, 1.0, 1.0]).unwrap();
+        let k = Array::from_shape_vec(IxDyn(&[1, 1, 2, 1]), vec![-400.0, 400.0]).unwrap();
+        let v = Array::from_shape_vec(IxDyn(&[1, 1, 2, 1]), vec![2.0, 3.0]).unwrap();
+        let (out, pattern) = attention(q.view(), k.view(), v.view(), true, 1.0).unwrap();
+        assert_eq!(pattern.as_slice().unwrap(), &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
+        assert_eq!(out.as_slice().unwrap(), &[0.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn shape_errors_name_arrays() {
+        let e = attention_shapes(&[1, 2, 3, 16], &[1, 2, 5, 8], &[1, 2, 5, 8]).unwrap_err();
+        assert_eq!(e.to_string(), "k is [1, 2, 5, 8] but q is [1, 2, 3, 16]: head dims 8 and 16 differ");
+        let e = attention_shapes(&[2, 3], &[1, 2, 5, 8], &[1, 2, 5, 8]).unwrap_err();
+        assert_eq!(e.to_string(), "q is [2, 3] but attention needs a rank-4 q [B, H, Sq, D]");
+    }
+}
