@@ -40,3 +40,23 @@ fn gelu_erf_fixtures_pass() {
 fn matmul_fixtures_pass() {
     all_pass("matmul", 8);
 }
+
+#[test]
+fn softmax_fixtures_pass() {
+    all_pass("softmax", 8);
+}
+
+#[test]
+fn layer_norm_fixtures_pass() {
+    all_pass("layer_norm", 8);
+}
+
+#[test]
+fn attention_fixtures_pass() {
+    all_pass("attention", 8);
+}
+
+#[test]
+fn attention_layer_fixtures_pass() {
+    all_pass("attention_layer", 4);
+}

@@ -33,13 +33,6 @@ fn normals(seed: u64, count: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Serialises this file's tests: wgpu's GL backend panics when a thread waits more than 6 s for
-/// the one GL context, which parallel tests on a loaded llvmpipe easily cause.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn array(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("test data matches its shape")
 }
@@ -98,7 +91,6 @@ proptest! {
         eps in prop_oneof![Just(1e-5f32), Just(1e-12), Just(0.1)],
         seed in any::<u64>(),
     ) {
-        let _serial = serial();
         let count = count.min((30_000 / n).max(1));
         let x = rows(&[count, n], offset, spread, seed);
         check_both(&x, eps, seed, &format!("[{count}, {n}] at {offset} ± {spread}, eps {eps}"));
@@ -107,7 +99,6 @@ proptest! {
 
 #[test]
 fn offset_rows_keep_their_spread() {
-    let _serial = serial();
     // Rows whose mean is 10^4 times their spread, short and long, on both sides of zero.
     for (offset, spread) in [(1e4f32, 1.0f32), (-3e4, 3.0), (2e5, 20.0), (1e4, 1.0)] {
         for shape in [[5usize, 64], [3, 300], [2, 3000]] {
@@ -118,7 +109,6 @@ fn offset_rows_keep_their_spread() {
 
 #[test]
 fn constant_rows_give_b() {
-    let _serial = serial();
     let gpu = common::gpu();
     for n in [1usize, 5, 300] {
         let x = array(&[3, n], [vec![1e4; n], vec![-7.25; n], vec![0.0; n]].concat());
@@ -137,7 +127,6 @@ fn constant_rows_give_b() {
 
 #[test]
 fn eps_extremes() {
-    let _serial = serial();
     for eps in [1e-12f32, 0.1] {
         check_both(&rows(&[4, 64], 0.5, 0.01, 51), eps, 52, &format!("spread 0.01, eps {eps}"));
         check_both(&rows(&[2, 700], 0.0, 1.0, 53), eps, 54, &format!("[2, 700], eps {eps}"));
@@ -146,7 +135,6 @@ fn eps_extremes() {
 
 #[test]
 fn single_elements_and_ranks() {
-    let _serial = serial();
     // N = 1: x - mean = 0, so out = b and scale = sqrt(eps).
     let x = array(&[6, 1], vec![3.0, -1e4, 0.0, 2e5, 1e-30, 7.0]);
     check_both(&x, 1e-5, 61, "[6, 1]");
@@ -158,7 +146,6 @@ fn single_elements_and_ranks() {
 
 #[test]
 fn long_rows_and_many_rows() {
-    let _serial = serial();
     check_both(&rows(&[3, 4099], 1e4, 1.0, 71), 1e-5, 72, "[3, 4099] at 1e4");
     check_both(&rows(&[70_000, 3], 0.0, 1.0, 73), 1e-5, 74, "[70000, 3]");
     // 600,000 rows: more workgroups than one grid dimension holds on the invocation path too.
@@ -176,7 +163,6 @@ fn long_rows_and_many_rows() {
 
 #[test]
 fn every_workgroup_size() {
-    let _serial = serial();
     let gpu = common::gpu();
     for shape in [[3usize, 1], [5, 37], [2, 700], [1, 5000]] {
         let x = rows(&shape, 1e4, 1.0, 76);
@@ -198,7 +184,6 @@ fn every_workgroup_size() {
 
 #[test]
 fn rows_past_llvmpipes_loop_cap() {
-    let _serial = serial();
     // One row of 6M: 3 loops of 6M / 256 iterations per invocation would pass llvmpipe's cap of
     // 65535 loop iterations if the loops took one element at a time.
     let gpu = common::gpu();
@@ -212,7 +197,6 @@ fn rows_past_llvmpipes_loop_cap() {
 
 #[test]
 fn record_into_full_writes_lnpre_and_scale() {
-    let _serial = serial();
     let gpu = common::gpu();
     let x = rows(&[2, 5, 40], 3.0, 2.0, 91);
     let xt = GpuTensor::upload(&gpu, x.view(), "x").expect("upload");
@@ -228,7 +212,6 @@ fn record_into_full_writes_lnpre_and_scale() {
 
 #[test]
 fn empty_rows_have_nan_scale() {
-    let _serial = serial();
     let gpu = common::gpu();
     let x = array(&[3, 0], vec![]);
     let (out, scale) = layer_norm::run_full(&gpu, x.view(), None, 1e-5).expect("gpu");
@@ -240,7 +223,6 @@ fn empty_rows_have_nan_scale() {
 
 #[test]
 fn shape_and_eps_errors() {
-    let _serial = serial();
     let gpu = common::gpu();
     let x = ArrayD::<f32>::zeros(IxDyn(&[2, 4]));
     let (w5, b4) = (ArrayD::<f32>::zeros(IxDyn(&[5])), ArrayD::<f32>::zeros(IxDyn(&[4])));

@@ -7,18 +7,35 @@ use std::path::Path;
 use naga::back;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-/// (file name, WGSL source) for every shader.
+/// (file name, WGSL source as the crate compiles it) for every shader.
+///
+/// WGSL has no includes: a file `<prefix>_common.wgsl` holds declarations that the crate prepends
+/// to each `<prefix>*.wgsl` (the longest matching prefix wins), so it is checked as part of them.
 fn shaders() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut found: Vec<(String, String)> = std::fs::read_dir(&dir)
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .expect("shaders/ is readable")
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
         .collect();
-    found.sort();
-    assert!(!found.is_empty(), "no shaders found in {}", dir.display());
-    found
+    files.sort();
+    assert!(!files.is_empty(), "no shaders found in {}", dir.display());
+    let commons: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|(name, src)| name.strip_suffix("_common.wgsl").map(|prefix| (prefix.to_string(), src.clone())))
+        .collect();
+    files
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("_common.wgsl"))
+        .map(|(name, src)| {
+            let common = commons.iter().filter(|(prefix, _)| name.starts_with(prefix.as_str())).max_by_key(|(prefix, _)| prefix.len());
+            match common {
+                Some((_, common)) => (name, format!("{common}{src}")),
+                None => (name, src),
+            }
+        })
+        .collect()
 }
 
 /// Parses and validates with the capabilities every wgpu adapter has (no optional features), then

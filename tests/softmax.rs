@@ -32,13 +32,6 @@ fn normals(seed: u64, count: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Serialises this file's tests: wgpu's GL backend panics when a thread waits more than 6 s for
-/// the one GL context, which parallel tests on a loaded llvmpipe easily cause.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 fn array(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("test data matches its shape")
 }
@@ -66,7 +59,6 @@ proptest! {
 
     #[test]
     fn random_shapes_match_reference(n in row_length(), rows in 1usize..=70, spread in prop_oneof![Just(1.0f32), Just(10.0), Just(100.0)], seed in any::<u64>()) {
-        let _serial = serial();
         let rows = rows.min((40_000 / n).max(1));
         let data = normals(seed, rows * n).into_iter().map(|v| v * spread).collect();
         check(&array(&[rows, n], data), &format!("[{rows}, {n}] spread {spread}"));
@@ -75,7 +67,6 @@ proptest! {
 
 #[test]
 fn huge_logits() {
-    let _serial = serial();
     let big = f32::MAX;
     let rows: Vec<f32> = [
         [1e30, -1e30, 1e30, 0.0, 5e29],
@@ -95,7 +86,6 @@ fn huge_logits() {
 
 #[test]
 fn neg_inf_entries_and_rows_give_exact_zeros() {
-    let _serial = serial();
     let gpu = common::gpu();
     let inf = f32::INFINITY;
     for n in [4usize, 300] {
@@ -120,7 +110,6 @@ fn neg_inf_entries_and_rows_give_exact_zeros() {
 
 #[test]
 fn rows_of_one_give_one() {
-    let _serial = serial();
     let gpu = common::gpu();
     let x = array(&[10, 1], vec![-3e38, -1.0, 0.0, 1e-30, 5.0, 3e38, f32::MAX, -f32::MAX, 7.0, 1e4]);
     for path in PATHS {
@@ -135,7 +124,6 @@ fn rows_of_one_give_one() {
 
 #[test]
 fn ranks_one_and_three() {
-    let _serial = serial();
     check(&array(&[37], normals(11, 37)), "rank 1 [37]");
     check(&array(&[2, 3, 50], normals(12, 300)), "rank 3 [2, 3, 50]");
     check(&array(&[2, 1, 700], normals(13, 1400)), "rank 3 [2, 1, 700]");
@@ -143,7 +131,6 @@ fn ranks_one_and_three() {
 
 #[test]
 fn long_rows() {
-    let _serial = serial();
     check(&array(&[3, 4099], normals(21, 3 * 4099).into_iter().map(|v| v * 5.0).collect()), "[3, 4099]");
     check(&array(&[100_000], normals(22, 100_000).into_iter().map(|v| v * 3.0).collect()), "[100000]");
     // Either side of the longest row the invocation path takes when asked.
@@ -154,7 +141,6 @@ fn long_rows() {
 
 #[test]
 fn every_workgroup_size() {
-    let _serial = serial();
     let gpu = common::gpu();
     for shape in [[3usize, 1], [5, 37], [2, 700], [1, 5000]] {
         let x = array(&shape, normals(24, shape[0] * shape[1]).into_iter().map(|v| v * 20.0).collect());
@@ -172,7 +158,6 @@ fn every_workgroup_size() {
 
 #[test]
 fn many_short_rows_beyond_one_grid_dimension() {
-    let _serial = serial();
     // 70,000 rows: more workgroups than one grid dimension holds on the workgroup-per-row path.
     check(&array(&[70_000, 3], normals(31, 210_000)), "[70000, 3]");
     // 600,000 rows: more workgroups than one grid dimension holds on the invocation path too
@@ -188,7 +173,6 @@ fn many_short_rows_beyond_one_grid_dimension() {
 
 #[test]
 fn tiny_differences() {
-    let _serial = serial();
     let base = 1e4f32;
     let row: Vec<f32> = (0..64).map(|i| f32::from_bits(base.to_bits() + (i % 5) as u32)).collect();
     check(&array(&[1, 64], row), "one-ulp differences at 1e4");
@@ -196,7 +180,6 @@ fn tiny_differences() {
 
 #[test]
 fn shape_errors() {
-    let _serial = serial();
     let gpu = common::gpu();
     let scalar = ArrayD::<f32>::zeros(IxDyn(&[]));
     let e = softmax::run(&gpu, scalar.view()).unwrap_err().to_string();
@@ -211,7 +194,6 @@ fn shape_errors() {
 
 #[test]
 fn rows_past_llvmpipes_loop_cap() {
-    let _serial = serial();
     // One row of 6M: 3 loops of 6M / 256 iterations per invocation would pass llvmpipe's cap of
     // 65535 loop iterations if the loops took one element at a time.
     let gpu = common::gpu();

@@ -6,7 +6,7 @@
 
 use ndarray::ArrayD;
 
-use crate::compare::{matmul_allowed, Comparison, Tolerance, POINTWISE};
+use crate::compare::{matmul_allowed, Comparison, Tolerance, ATTENTION, POINTWISE};
 use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
@@ -36,6 +36,10 @@ pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf"
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     match fixture.op.as_str() {
         "matmul" => matmul(gpu, fixture),
+        "softmax" => softmax(gpu, fixture),
+        "layer_norm" => layer_norm(gpu, fixture),
+        "attention" => attention(gpu, fixture),
+        "attention_layer" => attention_layer(gpu, fixture),
         "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
         "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
         other => Err(Error::Input(format!(
@@ -84,6 +88,74 @@ fn matmul(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     let allowed = matmul_allowed(&abs_product.view(), k);
     let gpu_out = ops::matmul::run(gpu, a.view(), b.view())?;
     outcome(&[Checked { name: "out", gpu: &gpu_out, reference: &ref_out, want: &want, allowed }])
+}
+
+fn softmax(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let x = fixture.input("x")?;
+    reference::softmax::check_shape(x.shape())?;
+    let want = fixture.expected_shaped("out", x.shape())?;
+    let ref_out = reference::softmax::softmax(x.mapv(f64::from).view())?;
+    let gpu_out = ops::softmax::run(gpu, x.view())?;
+    pointwise_outcome(&gpu_out, &ref_out, &want, POINTWISE)
+}
+
+fn layer_norm(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let x = fixture.input("x")?;
+    let w = fixture.input("w")?;
+    let b = fixture.input("b")?;
+    let eps = fixture.scalar_f64("eps")?;
+    reference::layer_norm::check_shapes(x.shape(), Some((w.shape(), b.shape())))?;
+    let want = fixture.expected_shaped("out", x.shape())?;
+    let ref_out = reference::layer_norm::layer_norm(x.mapv(f64::from).view(), w.mapv(f64::from).view(), b.mapv(f64::from).view(), eps)?;
+    let gpu_out = ops::layer_norm::run(gpu, x.view(), w.view(), b.view(), eps as f32)?;
+    pointwise_outcome(&gpu_out, &ref_out, &want, POINTWISE)
+}
+
+/// Checks both GPU paths: the unfused one (out and pattern) and the fused one (out only, which
+/// never materialises the pattern), so that a user's `record(.., want_pattern = false)` is
+/// covered by every fixture too.
+fn attention(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let [q, k, v] = ["q", "k", "v"].map(|name| fixture.input(name));
+    let (q, k, v) = (q?, k?, v?);
+    let causal = fixture.scalar_bool("causal")?;
+    let scale = fixture.scalar_f64("scale")?;
+    let dims = reference::attention::attention_shapes(q.shape(), k.shape(), v.shape())?;
+    let want_out = fixture.expected_shaped("out", &dims.out_shape())?;
+    let want_pattern = fixture.expected_shaped("pattern", &dims.pattern_shape())?;
+    let (ref_out, ref_pattern) =
+        reference::attention::attention(q.mapv(f64::from).view(), k.mapv(f64::from).view(), v.mapv(f64::from).view(), causal, scale)?;
+    let (gpu_out, gpu_pattern) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale as f32, true)?;
+    let gpu_pattern = gpu_pattern.ok_or_else(|| Error::Gpu("the unfused attention path returned no pattern".into()))?;
+    let (fused_out, _) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale as f32, false)?;
+    let allowed_out = ATTENTION.allowed(&want_out.view());
+    outcome(&[
+        Checked { name: "out", gpu: &gpu_out, reference: &ref_out, want: &want_out, allowed: allowed_out.clone() },
+        Checked { name: "pattern", gpu: &gpu_pattern, reference: &ref_pattern, want: &want_pattern, allowed: ATTENTION.allowed(&want_pattern.view()) },
+        Checked { name: "out (fused)", gpu: &fused_out, reference: &ref_out, want: &want_out, allowed: allowed_out },
+    ])
+}
+
+fn attention_layer(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    use reference::attention_layer::AttentionWeights;
+    let x = fixture.input("x")?;
+    let names = ["W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V", "W_O", "b_O"];
+    let [w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o] = names.map(|name| fixture.input(name));
+    let weights = AttentionWeights { w_q: w_q?, w_k: w_k?, w_v: w_v?, b_q: b_q?, b_k: b_k?, b_v: b_v?, w_o: w_o?, b_o: b_o? };
+    let dims = reference::attention_layer::attention_layer_shapes(x.shape(), &weights.map(|_, a| a.shape()))?;
+    let want_out = fixture.expected_shaped("out", &[dims.batch, dims.seq, dims.d_model])?;
+    let want_pattern = fixture.expected_shaped("pattern", &[dims.batch, dims.heads, dims.seq, dims.seq])?;
+    let weights64 = weights.map(|_, a| a.mapv(f64::from));
+    let reference = reference::attention_layer::attention_layer(x.mapv(f64::from).view(), &weights64.map(|_, a| a.view()))?;
+    let views = weights.map(|_, a| a.view());
+    let unfused = ops::attention_layer::run(gpu, x.view(), &views, ops::attention_layer::Request::pattern())?;
+    let gpu_pattern = unfused.pattern.ok_or_else(|| Error::Gpu("attention_layer returned no pattern".into()))?;
+    let fused = ops::attention_layer::run(gpu, x.view(), &views, ops::attention_layer::Request::default())?;
+    let allowed_out = ATTENTION.allowed(&want_out.view());
+    outcome(&[
+        Checked { name: "out", gpu: &unfused.out, reference: &reference.out, want: &want_out, allowed: allowed_out.clone() },
+        Checked { name: "pattern", gpu: &gpu_pattern, reference: &reference.pattern, want: &want_pattern, allowed: ATTENTION.allowed(&want_pattern.view()) },
+        Checked { name: "out (fused)", gpu: &fused.out, reference: &reference.out, want: &want_out, allowed: allowed_out },
+    ])
 }
 
 fn gelu(gpu: &Gpu, fixture: &Fixture, kind: ops::gelu::Gelu) -> Result<Outcome> {

@@ -1,17 +1,59 @@
 //! Shared test helpers: the one way tests get a GPU, and comparisons that name the worst element.
 #![allow(dead_code)]
 
-use std::sync::{Arc, OnceLock};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ndarray::Dimension;
 use shaderlens::Gpu;
 
+/// The test GPU plus a lock held for the whole test.
+///
+/// Tests of one binary run on threads; wgpu's GL backend has a single context that it waits for at
+/// most a few seconds before panicking ("Could not lock adapter context"), so GPU tests take turns.
+/// (Concurrency itself is tested on purpose, elsewhere, with bounded work.)
+pub struct TestGpu {
+    gpu: Arc<Gpu>,
+    /// `None` when this thread already holds the turn (a helper that calls `gpu()` again).
+    _turn: Option<MutexGuard<'static, ()>>,
+}
+
+thread_local! {
+    /// How many `TestGpu`s this thread holds: the turn is taken by the first only.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Drop for TestGpu {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+    }
+}
+
+impl Deref for TestGpu {
+    type Target = Gpu;
+    fn deref(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+impl TestGpu {
+    /// The shared `Gpu` itself (for tests that hand it to threads).
+    pub fn arc(&self) -> Arc<Gpu> {
+        self.gpu.clone()
+    }
+}
+
 /// The test GPU, opened once per test binary. A test that cannot get an adapter FAILS with the
 /// how-to message (never skips): a GPU test that passes without a GPU proves nothing.
-pub fn gpu() -> Arc<Gpu> {
+pub fn gpu() -> TestGpu {
     static GPU: OnceLock<Result<Arc<Gpu>, String>> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    let turn = (HELD.with(|h| h.get()) == 0).then(|| TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     match GPU.get_or_init(|| Gpu::new().map(Arc::new).map_err(|e| e.to_string())) {
-        Ok(gpu) => gpu.clone(),
+        Ok(gpu) => {
+            HELD.with(|h| h.set(h.get() + 1));
+            TestGpu { gpu: gpu.clone(), _turn: turn }
+        }
         Err(message) => panic!("no GPU adapter for the GPU tests: {message}"),
     }
 }
