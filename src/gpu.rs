@@ -8,13 +8,24 @@
 //!
 //! Pipelines are compiled once per `Gpu` and kept in a cache keyed by shader, entry point and
 //! override constants, so a kernel called a million times compiles once.
+//!
+//! Nothing wgpu reports aborts the process: work runs inside error scopes ([`Gpu::scoped`]),
+//! errors outside them go to stderr, and a lost device makes every later call return
+//! `Error::Gpu("device lost: …")`. `Gpu` is `Send + Sync`; on the GL backend its calls take
+//! turns on one lock (see `turn.rs`), because GL has a single context that wgpu gives up waiting
+//! for after a few seconds.
+
+mod turn;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
+pub(crate) use turn::TurnGuard;
+use turn::Turn;
 
 /// How to get an adapter when none can be had; part of every "no adapter" message.
 pub const NO_ADAPTER_HELP: &str = "shaderlens needs a wgpu adapter (Vulkan, Metal, DX12 or GL). \
@@ -40,6 +51,17 @@ struct PipelineKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// How [`Gpu::with_options`] opens a device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// The limits to request; `None` asks for the adapter's own. Lower limits (each within the
+    /// adapter's) make a device that refuses what a smaller GPU would, e.g. for tests.
+    pub limits: Option<wgpu::Limits>,
+    /// Whether calls from several threads take turns on one lock: `None` serialises on the GL
+    /// backend only (one GL context), `Some(true)` always, `Some(false)` never.
+    pub serialize: Option<bool>,
+}
+
 /// A device and queue plus what shaderlens needs to dispatch on them.
 ///
 /// `Gpu` is `Send + Sync`: share one across threads behind an `Arc`.
@@ -49,6 +71,10 @@ pub struct Gpu {
     description: String,
     limits: wgpu::Limits,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
+    turn: Turn,
+    dispatches: AtomicU64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -66,18 +92,32 @@ impl Gpu {
     /// adapter's real limits, not WebGPU's defaults, so that large buffers work where the hardware
     /// allows.
     pub fn new() -> Result<Self> {
-        pollster::block_on(Self::new_async())
+        Self::with_options(GpuOptions::default())
+    }
+
+    /// [`Gpu::new`] with the given limits instead of the adapter's (see [`GpuOptions::limits`]).
+    pub fn with_limits(limits: wgpu::Limits) -> Result<Self> {
+        Self::with_options(GpuOptions { limits: Some(limits), ..GpuOptions::default() })
+    }
+
+    /// [`Gpu::new`] with options.
+    pub fn with_options(options: GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::open(options))
     }
 
     /// The async form of [`Gpu::new`], for applications that already run an executor.
     pub async fn new_async() -> Result<Self> {
+        Self::open(GpuOptions::default()).await
+    }
+
+    async fn open(options: GpuOptions) -> Result<Self> {
         let adapter = choose_adapter().await?;
         let info = adapter.get_info();
         let description = describe(&info);
         let desc = wgpu::DeviceDescriptor {
             label: Some("shaderlens"),
             required_features: wgpu::Features::empty(),
-            required_limits: adapter.limits(),
+            required_limits: options.limits.unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
         let (device, queue) = adapter
@@ -89,21 +129,64 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("shaderlens: uncaptured wgpu error: {e}");
         }));
-        Ok(Self::assemble(device, queue, description))
+        let gpu = Self::assemble(device, queue, description, options.serialize);
+        let lost = gpu.lost.clone();
+        gpu.device.set_device_lost_callback(move |reason, message| {
+            let mut lost = lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            *lost = Some(format!("{reason:?}: {message}"));
+        });
+        Ok(gpu)
     }
 
     /// Wraps a device and queue that a wgpu application already owns.
     ///
     /// shaderlens records into the caller's encoders and creates its own buffers and pipelines on
-    /// this device; it does not install an uncaptured-error handler (that is the application's).
+    /// this device; it installs neither an uncaptured-error handler nor a device-lost callback
+    /// (those are the application's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let description = describe(&device.adapter_info());
-        Self::assemble(device, queue, description)
+        Self::assemble(device, queue, description, None)
     }
 
-    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String) -> Self {
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, serialize: Option<bool>) -> Self {
         let limits = device.limits();
-        Self { device, queue, description, limits, pipelines: Mutex::new(HashMap::new()) }
+        let gl = device.adapter_info().backend == wgpu::Backend::Gl;
+        Self {
+            device,
+            queue,
+            description,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            lost: Arc::new(Mutex::new(None)),
+            turn: Turn::new(serialize.unwrap_or(gl)),
+            dispatches: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(Error::Gpu("device lost: …"))` once the device has been lost (driver reset, removed
+    /// GPU, `Device::destroy`), so that no call records onto a dead device.
+    pub fn check_alive(&self) -> Result<()> {
+        let lost = self.lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match lost.as_ref() {
+            Some(reason) => Err(Error::Gpu(format!("device lost: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes this thread's turn on the device (a no-op unless calls are serialised).
+    pub(crate) fn turn(&self) -> TurnGuard<'_> {
+        self.turn.take()
+    }
+
+    /// Whether calls from several threads take turns (on GL by default; see [`GpuOptions`]).
+    pub fn serialized(&self) -> bool {
+        self.turn.enabled()
+    }
+
+    /// How many compute dispatches shaderlens has recorded on this `Gpu` (for tests that check
+    /// that empty inputs dispatch nothing, and for profiling).
+    pub fn dispatch_count(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
     }
 
     /// The wgpu device.
@@ -135,6 +218,7 @@ impl Gpu {
         constants: &[(&'static str, u64)],
     ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey { shader: shader.name, entry, constants: constants.to_vec() };
+        let _turn = self.turn();
         let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
@@ -164,12 +248,17 @@ impl Gpu {
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, turning
     /// anything wgpu reports into an [`Error::Gpu`] instead of a panic.
+    /// It also takes this thread's turn for the whole of `f` (see [`GpuOptions::serialize`]), and
+    /// fails at once when the device is lost.
     pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _turn = self.turn();
+        self.check_alive()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let errors = [validation.pop(), internal.pop(), oom.pop()].map(pollster::block_on);
+        self.check_alive()?;
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu(e.to_string()));
         }
@@ -195,6 +284,8 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
+        let _turn = self.turn();
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
         let params = self.uniform(params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         for (i, b) in buffers.iter().enumerate() {
@@ -218,6 +309,8 @@ impl Gpu {
 
     /// Submits `encoder` and waits for the GPU to finish it.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let _turn = self.turn();
+        self.check_alive()?;
         let index = self.queue.submit([encoder.finish()]);
         self.device
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
@@ -233,6 +326,8 @@ impl Gpu {
         if size == 0 {
             return Ok(Vec::new());
         }
+        let _turn = self.turn();
+        self.check_alive()?;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("shaderlens readback"),
             size,
@@ -249,8 +344,10 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
+        self.check_alive()?;
+        // The wait above runs the mapping callback; if it has not run, it never will.
         receiver
-            .recv()
+            .try_recv()
             .map_err(|_| Error::Gpu("readback callback never ran".into()))?
             .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
         let bytes = staging

@@ -10,7 +10,7 @@ pub mod reference;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use gpu::Gpu;
+pub use gpu::{Gpu, GpuOptions};
 pub use tensor::GpuTensor;
 pub mod compare;
 pub mod fixture;

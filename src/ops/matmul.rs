@@ -113,8 +113,11 @@ pub fn record(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &
 
 /// Uploads `a` and `b`, runs the kernel, and reads the result back.
 pub fn run(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
-    // Check shapes before uploading anything.
-    crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    // Check shapes and sizes before uploading anything.
+    let out_shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    for (name, shape) in [("a", a.shape()), ("b", b.shape()), ("matmul out", out_shape.as_slice())] {
+        GpuTensor::check_fits(gpu, shape, name)?;
+    }
     super::run_single(gpu, |encoder| {
         let a = GpuTensor::upload(gpu, a, "a")?;
         let b = GpuTensor::upload(gpu, b, "b")?;
