@@ -21,8 +21,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
 pub(crate) use turn::TurnGuard;
 use turn::Turn;
@@ -33,6 +31,9 @@ On Linux without a GPU, install Mesa's CPU Vulkan driver lavapipe: \
 `apt-get install -y mesa-vulkan-drivers` (or `WGPU_BACKEND=gl` with Mesa's llvmpipe: \
 `apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri`). \
 WGPU_BACKEND, WGPU_ADAPTER_NAME and WGPU_POWER_PREF choose among adapters.";
+
+/// How long [`Gpu::read_bytes`] waits for a mapping callback after the GPU finished the copy.
+const READBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A WGSL shader known to shaderlens: a name for the cache and error messages, and its source.
 #[derive(Clone, Copy, Debug)]
@@ -258,8 +259,14 @@ impl Gpu {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let errors = [validation.pop(), internal.pop(), oom.pop()].map(pollster::block_on);
-        self.check_alive()?;
-        if let Some(e) = errors.into_iter().flatten().next() {
+        let error = errors.into_iter().flatten().next();
+        if error.is_some() || out.is_err() {
+            // A lost device shows up first as errors on its objects; wgpu tells the device-lost
+            // callback only when it next polls. Poll, so that the error says what happened.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.check_alive()?;
+        }
+        if let Some(e) = error {
             return Err(Error::Gpu(e.to_string()));
         }
         out
@@ -267,11 +274,24 @@ impl Gpu {
 
     /// A uniform buffer holding `params` (a `#[repr(C)]` struct that matches a WGSL struct).
     pub(crate) fn uniform<P: bytemuck::Pod>(&self, params: &P) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("shaderlens params"),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.buffer_with("shaderlens params", bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM)
+    }
+
+    /// A buffer holding `contents` (a multiple of 4 bytes), written through the queue before the
+    /// next submission. Not wgpu's `create_buffer_init`: that panics when the device is lost,
+    /// where this only makes an error for the surrounding scope.
+    pub(crate) fn buffer_with(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let _turn = self.turn();
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (contents.len() as u64).max(4),
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !contents.is_empty() {
+            self.queue.write_buffer(&buffer, 0, contents);
+        }
+        buffer
     }
 
     /// Records one dispatch of `pipeline` with the conventional bindings of every shaderlens
@@ -345,11 +365,27 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
         self.check_alive()?;
-        // The wait above runs the mapping callback; if it has not run, it never will.
-        receiver
-            .try_recv()
-            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        // The callback runs in whichever thread's poll gets to it first: maybe another one, a
+        // moment after our own poll returned. Wait for it, polling again now and then, but do not
+        // hang if the device is lost (the callback may then never run).
+        let deadline = std::time::Instant::now() + READBACK_TIMEOUT;
+        let mapped = loop {
+            match receiver.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(mapped) => break mapped,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.check_alive()?;
+                    return Err(Error::Gpu("readback callback was dropped without running".into()));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_alive()?;
+                    if std::time::Instant::now() > deadline {
+                        return Err(Error::Gpu(format!("readback did not complete within {READBACK_TIMEOUT:?}")));
+                    }
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                }
+            }
+        };
+        mapped.map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
         let bytes = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?

@@ -14,7 +14,6 @@
 //! per batch dimension. The host twin is [`crate::reference::matmul::matmul`].
 
 use ndarray::{ArrayD, ArrayViewD};
-use wgpu::util::DeviceExt;
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
@@ -84,11 +83,7 @@ pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor,
     }
     let offsets: Vec<[u32; 2]> =
         dims.pairs.iter().map(|&(i, j)| [(i as u64 * m * k) as u32, (j as u64 * k * n) as u32]).collect();
-    let offsets = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("matmul batch offsets"),
-        contents: bytemuck::cast_slice(&offsets),
-        usage: wgpu::BufferUsages::STORAGE,
-    });
+    let offsets = gpu.buffer_with("matmul batch offsets", bytemuck::cast_slice(&offsets), wgpu::BufferUsages::STORAGE);
     let params = Params {
         m: m as u32,
         n: n as u32,
