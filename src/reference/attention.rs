@@ -41,7 +41,8 @@ impl AttentionDims {
     /// How many keys query `i` sees: all `Sk`, or under the causal mask the keys `j <= i + Sk - Sq`.
     pub fn visible(&self, causal: bool, i: usize) -> usize {
         if causal {
-            (i + 1 + self.sk).saturating_sub(self.sq).min(self.sk)
+            // Sk less the queries after i (Sq - i - 1), without overflowing for any sizes.
+            self.sk.saturating_sub(self.sq.saturating_sub(i.saturating_add(1)))
         } else {
             self.sk
         }
