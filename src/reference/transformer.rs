@@ -6,7 +6,7 @@
 //! `LNPre` without weights), attention with scale `1/sqrt(d_head)` and the causal mask, the
 //! residual addition, and (unless attention-only) a second LayerNorm, `W_in`, the activation,
 //! `W_out` and the second addition; the final LayerNorm and the unembedding. Every hook of
-//! [`hooks`] passes through [`Run::hook`], which applies the interventions on it and caches it
+//! [`hooks`] passes through one function, which applies the interventions on it and caches it
 //! when asked, exactly where the GPU forward does.
 
 use ndarray::{s, Array4, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
@@ -156,7 +156,7 @@ fn attention(
         let mut out = Array4::<f64>::zeros((batch, seq, heads, d_head));
         for h in 0..heads {
             let wh = w.slice(s![h, .., ..]).into_dimensionality::<Ix2>().map_err(shape_err)?;
-            let y = rows.dot(&wh) + &b.slice(s![h, ..]);
+            let y = rows.dot(&wh) + b.slice(s![h, ..]);
             out.slice_mut(s![.., .., h, ..]).assign(&y.to_shape((batch, seq, d_head)).map_err(shape_err)?);
         }
         Ok(out.into_dyn())
@@ -184,7 +184,7 @@ fn attention(
     let z_rows = z.to_shape((batch * seq, heads * d_head)).map_err(shape_err)?;
     let w_o = w.w_o.to_shape((heads * d_head, dm)).map_err(shape_err)?;
     let out = z_rows.dot(&w_o) + &w.b_o;
-    Ok(out.into_shape_with_order(IxDyn(&[batch, seq, dm])).map_err(shape_err)?)
+    out.into_shape_with_order(IxDyn(&[batch, seq, dm])).map_err(shape_err)
 }
 
 /// q, k or v \[B, S, H, d_head\] viewed heads first, \[B, H, S, d_head\].
@@ -224,5 +224,5 @@ fn linear(x: &ArrayD<f64>, w: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f6
     if let Some(last) = shape.last_mut() {
         *last = w2.ncols();
     }
-    Ok(y.into_shape_with_order(IxDyn(&shape)).map_err(shape_err)?)
+    y.into_shape_with_order(IxDyn(&shape)).map_err(shape_err)
 }

@@ -47,14 +47,16 @@ impl Scratch {
     }
 }
 
-/// An intervention ready to record: its selection per axis and its patch on the GPU.
+/// An intervention ready to record: its hook, its selection per axis ([`ALL`] for a whole axis)
+/// and its edit, with any host patch already uploaded.
 struct Prepared {
     hook: String,
     sel: Vec<u32>,
-    change: Prepared1,
+    edit: Edit,
 }
 
-enum Prepared1 {
+/// What a prepared intervention does (a [`Change`] that owns its patch).
+enum Edit {
     Zero,
     Scale(f32),
     Take(GpuTensor),
@@ -87,13 +89,13 @@ pub(super) fn record(
     for intervention in options.interventions {
         let hook = crate::transformer::hooks::find(&hooks, &intervention.hook)?;
         let sel = intervention.selection(hook)?.iter().map(|s| s.map_or(ALL, |i| i as u32)).collect();
-        let change = match &intervention.action {
-            Action::Zero => Prepared1::Zero,
-            Action::Scale(f) => Prepared1::Scale(*f),
-            Action::Replace(Patch::Host(a)) => Prepared1::Take(GpuTensor::upload(gpu, a.view(), "patch")?),
-            Action::Replace(Patch::Gpu(t)) => Prepared1::Take(t.clone()),
+        let edit = match &intervention.action {
+            Action::Zero => Edit::Zero,
+            Action::Scale(f) => Edit::Scale(*f),
+            Action::Replace(Patch::Host(a)) => Edit::Take(GpuTensor::upload(gpu, a.view(), "patch")?),
+            Action::Replace(Patch::Gpu(t)) => Edit::Take(t.clone()),
         };
-        interventions.push(Prepared { hook: intervention.hook.clone(), sel, change });
+        interventions.push(Prepared { hook: intervention.hook.clone(), sel, edit });
     }
     let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq };
     let config = &model.config;
@@ -191,10 +193,10 @@ impl Pass<'_> {
     /// Records the interventions on hook `name`, in order, in place on `t`.
     fn intervene(&self, encoder: &mut wgpu::CommandEncoder, name: &str, t: &GpuTensor) -> Result<()> {
         for i in self.interventions.iter().filter(|i| i.hook == name) {
-            let change = match &i.change {
-                Prepared1::Zero => Change::Zero,
-                Prepared1::Scale(f) => Change::Scale(*f),
-                Prepared1::Take(p) => Change::Take(p),
+            let change = match &i.edit {
+                Edit::Zero => Change::Zero,
+                Edit::Scale(f) => Change::Scale(*f),
+                Edit::Take(p) => Change::Take(p),
             };
             kernels::intervene(self.gpu, encoder, t, &i.sel, change)?;
         }
