@@ -20,7 +20,7 @@ use ndarray::ArrayD;
 
 use crate::error::{fmt_shape, Error, Result};
 
-pub use npz::{MAX_HEADER_DEPTH, MAX_HEADER_LEN};
+pub use npz::{read_npy, MAX_HEADER_DEPTH, MAX_HEADER_LEN};
 
 /// One array of an npz file, with the dtype it was stored as.
 #[derive(Debug, Clone)]

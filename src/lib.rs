@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
+pub mod transformer;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

@@ -1,11 +1,13 @@
 //! The `shaderlens` command line: `verify` checks fixtures against the host references and the GPU
-//! kernels (SPEC's contract, exit codes 0/1/2).
+//! kernels (SPEC's contract, exit codes 0/1/2); `run` runs a TransformerLens-format model on
+//! tokens and writes its logits, activations and attention patterns.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use shaderlens::transformer::cli::RunArgs;
 use shaderlens::verify::{self, Status};
 use shaderlens::Gpu;
 
@@ -30,12 +32,55 @@ enum Command {
         #[arg(default_value = "fixtures")]
         paths: Vec<PathBuf>,
     },
+    /// Run a model (SPEC's TransformerLens format) on tokens; write logits and cached activations
+    /// to an npz, and optionally the attention patterns of the first sequence as a PNG.
+    ///
+    /// Exit codes: 0 written; 2 a file could not be read or written, the model or the tokens were
+    /// refused, or no adapter could be had.
+    Run {
+        /// The model's config JSON (TransformerLens field names).
+        #[arg(long)]
+        model: PathBuf,
+        /// The weights npz (float32, TransformerLens state-dict names).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Tokens [batch, positions] as an int64 or int32 npy file.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Where to write the npz (tokens, logits, cache.<hook>).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hooks to cache, by TransformerLens name (e.g. blocks.0.attn.hook_pattern); `all` for
+        /// every hook. Repeat the flag or list several names after it.
+        #[arg(long, num_args = 1..)]
+        cache: Vec<String>,
+        /// Draw the attention patterns of batch element 0 (layers x heads) to this PNG.
+        #[arg(long)]
+        pattern_png: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify { json, paths } => run_verify(json, &paths),
+        Command::Run { model, weights, tokens, out, cache, pattern_png } => {
+            run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
+        }
+    }
+}
+
+fn run_model(args: &RunArgs) -> ExitCode {
+    let result = Gpu::new().and_then(|gpu| shaderlens::transformer::cli::run(&gpu, args));
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("run: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

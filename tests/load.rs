@@ -42,7 +42,7 @@ fn call(gpu: &Gpu, seed: u64, i: usize) -> Vec<ArrayD<f32>> {
         2 => ops::softmax::run(gpu, array(s, &[3, 10]).view()).map(|o| vec![o]),
         3 => ops::layer_norm::run(gpu, array(s, &[4, 12]).view(), array(s + 1, &[12]).view(), array(s + 2, &[12]).view(), 1e-5)
             .map(|o| vec![o]),
-        4 => ops::gelu::run(gpu, if s % 2 == 0 { Gelu::Tanh } else { Gelu::Erf }, array(s, &[50]).view()).map(|o| vec![o]),
+        4 => ops::gelu::run(gpu, if s.is_multiple_of(2) { Gelu::Tanh } else { Gelu::Erf }, array(s, &[50]).view()).map(|o| vec![o]),
         _ => {
             let (q, k, v) = (array(s, &[1, 2, 5, 8]), array(s + 1, &[1, 2, 6, 8]), array(s + 2, &[1, 2, 6, 4]));
             ops::attention::run(gpu, q.view(), k.view(), v.view(), true, 0.35, i % 7 == 5)
@@ -110,7 +110,7 @@ fn ten_thousand_calls_leave_memory_flat() {
             3 => ops::matmul::run(&gpu, x.view(), array(4, &[4, 4]).view()),
             _ => {
                 let q = x.clone().into_shape_with_order(IxDyn(&[1, 1, 2, 4])).expect("8 elements");
-                ops::attention::run(&gpu, q.view(), q.view(), q.view(), i % 2 == 0, 0.5, i % 3 == 0).map(|(o, _)| o)
+                ops::attention::run(&gpu, q.view(), q.view(), q.view(), i.is_multiple_of(2), 0.5, i.is_multiple_of(3)).map(|(o, _)| o)
             }
         };
         out.unwrap_or_else(|e| panic!("call {i}: {e}"));

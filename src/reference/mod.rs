@@ -14,6 +14,7 @@ pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;
 pub mod softmax;
+pub mod transformer;
 
 use ndarray::{ArrayD, IxDyn};
 
