@@ -215,3 +215,24 @@ fn gpu_ops_refuse_outputs_beyond_the_device_before_uploading() {
     let (out, _) = ops::attention::run(&gpu, q.view(), q.view(), q.view(), false, 1.0, false).expect("fused");
     assert_eq!(out.shape(), &[1, 1, 1 << 20, 0]);
 }
+
+/// Regression tests for what `fuzz/` (target `shapes`) found in the code before hardening:
+/// `softmax::check_shape` and `matmul::batch_pairs` multiplied dimensions with overflow (a panic
+/// in debug builds, a wrong count in release), and the references looped over every row of
+/// outputs with no elements (minutes for `[2^40, 0]`).
+#[test]
+fn shape_checks_count_without_overflow() {
+    let huge = 1usize << 32;
+    let overflow = |e: Error| assert!(e.to_string().contains("more elements than a usize can count"), "{e}");
+    overflow(reference::softmax::check_shape(&[huge, huge, 2]).expect_err("2^65 elements"));
+    overflow(reference::layer_norm::check_shapes(&[huge, huge, 2], None).expect_err("2^65 elements"));
+    overflow(reference::matmul::output_shape(&[huge, 1, 1, 1], &[huge, 1, 1]).expect_err("2^64 batches"));
+    overflow(reference::matmul::batch_pairs(&[huge, 1, 1, 1], &[huge, 1, 1]).expect_err("2^64 batches"));
+    // Empty rows of any count are fine, and the references return at once.
+    assert_eq!(reference::softmax::check_shape(&[1 << 40, 0]).expect("no elements"), (1 << 40, 0));
+    let empty = ArrayD::<f64>::zeros(IxDyn(&[1 << 40, 0]));
+    assert_eq!(reference::softmax::softmax(empty.view()).expect("empty").shape(), &[1 << 40, 0]);
+    let (out, scale) = reference::layer_norm::layer_norm_full(ArrayD::<f64>::zeros(IxDyn(&[0, 1 << 40])).view(), None, 1e-5)
+        .expect("no rows");
+    assert_eq!((out.shape(), scale.shape()), (&[0, 1 << 40][..], &[0, 1][..]));
+}
