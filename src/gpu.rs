@@ -47,8 +47,10 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     description: String,
+    info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    tune: crate::tune::TuneCache,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -74,9 +76,11 @@ impl Gpu {
         let adapter = choose_adapter().await?;
         let info = adapter.get_info();
         let description = describe(&info);
+        // Timestamp queries let `bench` and the autotuner time kernels on the GPU's own clock;
+        // requested only where the adapter has them (they cost nothing unless used).
         let desc = wgpu::DeviceDescriptor {
             label: Some("shaderlens"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -89,7 +93,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("shaderlens: uncaptured wgpu error: {e}");
         }));
-        Ok(Self::assemble(device, queue, description))
+        Ok(Self::assemble(device, queue, description, info))
     }
 
     /// Wraps a device and queue that a wgpu application already owns.
@@ -97,13 +101,15 @@ impl Gpu {
     /// shaderlens records into the caller's encoders and creates its own buffers and pipelines on
     /// this device; it does not install an uncaptured-error handler (that is the application's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        let description = describe(&device.adapter_info());
-        Self::assemble(device, queue, description)
+        let info = device.adapter_info();
+        let description = describe(&info);
+        Self::assemble(device, queue, description, info)
     }
 
-    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String) -> Self {
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
-        Self { device, queue, description, limits, pipelines: Mutex::new(HashMap::new()) }
+        let pipelines = Mutex::new(HashMap::new());
+        Self { device, queue, description, info, limits, pipelines, tune: crate::tune::TuneCache::from_env() }
     }
 
     /// The wgpu device.
@@ -119,6 +125,16 @@ impl Gpu {
     /// The device's limits (the adapter's own, when opened by [`Gpu::new`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The adapter's name, vendor, device type and backend as wgpu reports them.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The autotuner's settings and remembered winners for this device (see [`crate::tune`]).
+    pub fn tune(&self) -> &crate::tune::TuneCache {
+        &self.tune
     }
 
     /// A one-line description of the adapter and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
