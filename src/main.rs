@@ -53,6 +53,10 @@ enum Command {
         /// Also one row per kernel variant, not just the one the op chooses.
         #[arg(long)]
         variants: bool,
+        /// Only this shape of OP, comma-separated (matmul: M,K,N; attention: B,H,S,D; the others:
+        /// the input's shape).
+        #[arg(long, value_delimiter = ',', requires = "op")]
+        shape: Option<Vec<usize>>,
     },
 }
 
@@ -60,12 +64,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify { json, paths } => run_verify(json, &paths),
-        Command::Bench { op, json, quick, large, variants } => run_bench(op, json, quick, large, variants),
+        Command::Bench { op, json, quick, large, variants, shape } => {
+            let mut options = bench::Options { op, shape, large, variants, ..bench::Options::default() };
+            options.quick = quick;
+            run_bench(options, json)
+        }
     }
 }
 
-fn run_bench(op: Option<String>, json: bool, quick: bool, large: bool, variants: bool) -> ExitCode {
-    if let Err(e) = bench::cases::list(op.as_deref(), quick, large) {
+fn run_bench(wanted: bench::Options, json: bool) -> ExitCode {
+    if let Err(e) = bench::cases::list(wanted.op.as_deref(), wanted.shape.as_deref(), wanted.quick, wanted.large) {
         eprintln!("bench: {e}");
         return ExitCode::from(2);
     }
@@ -76,12 +84,13 @@ fn run_bench(op: Option<String>, json: bool, quick: bool, large: bool, variants:
             return ExitCode::from(2);
         }
     };
-    let mut options = bench::Options::new(&gpu, op);
-    if quick {
+    let mut options = bench::Options::new(&gpu, wanted.op);
+    if wanted.quick {
         options = options.quick();
     }
-    options.large |= large;
-    options.variants = variants;
+    options.large |= wanted.large;
+    options.variants = wanted.variants;
+    options.shape = wanted.shape;
     let clock = shaderlens::timing::Timer::new(&gpu).clock().as_str();
     let header = format!("adapter: {}\nclock: {clock}", gpu.description());
     if json {

@@ -84,3 +84,13 @@ fn unknown_op_exits_2_and_names_the_ops() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("softmaxx") && stderr.contains("layer_norm"), "{stderr}");
 }
+
+#[test]
+fn shape_flag_runs_one_shape_and_checks_it() {
+    let rows = rows(&["bench", "softmax", "--quick", "--json", "--shape", "3,70"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["shape"], serde_json::json!([3, 70]));
+    let out = shaderlens(&["bench", "matmul", "--shape", "3,4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("M,K,N"));
+}

@@ -25,7 +25,7 @@ pub fn bench_op(c: &mut Criterion, op: &str) {
     }
     let timer = Timer::new(&gpu);
     eprintln!("adapter: {}, clock: {}", gpu.description(), timer.clock().as_str());
-    let cases = cases::list(Some(op), false, options.large).expect("a known op");
+    let cases = cases::list(Some(op), None, false, options.large).expect("a known op");
     let mut group = c.benchmark_group(op);
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     for case in &cases {

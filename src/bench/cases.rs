@@ -62,12 +62,27 @@ pub struct Prepared<'a> {
     pub work: Work,
 }
 
-/// The cases for `op` (every op when `None`) at the given size settings.
-pub fn list(op: Option<&str>, quick: bool, large: bool) -> Result<Vec<Case>> {
+/// The cases for `op` (every op when `None`) at the given size settings, or only `op` at
+/// `shape` when a shape is given (it then needs an op).
+pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool) -> Result<Vec<Case>> {
     if let Some(op) = op {
         if !OPS.contains(&op) {
             return Err(Error::Input(format!("unknown op {op:?} (bench knows {})", OPS.join(", "))));
         }
+    }
+    if let Some(shape) = shape {
+        let op = OPS.iter().find(|&&o| Some(o) == op).ok_or_else(|| Error::Input("a shape needs an op".into()))?;
+        let rank_ok = match *op {
+            "matmul" => shape.len() == 3,
+            "attention" => shape.len() == 4,
+            _ => !shape.is_empty(),
+        };
+        if !rank_ok || shape.contains(&0) {
+            return Err(Error::Shape(format!(
+                "bench shape {shape:?} does not fit {op} (matmul: M,K,N; attention: B,H,S,D; others: the input's shape; no zeros)"
+            )));
+        }
+        return Ok(vec![Case { op, shape: shape.to_vec() }]);
     }
     let mut cases = Vec::new();
     let mut add = |name: &'static str, shape: &[usize]| {

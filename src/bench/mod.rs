@@ -25,11 +25,13 @@ use crate::gpu::Gpu;
 use crate::timing::{median, Timer};
 use cases::{Case, Work};
 
-/// What to measure and how long.
-#[derive(Clone, Debug)]
+/// What to measure and how long ([`Options::new`] gives the `bench` command's defaults).
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Only this op (one of [`cases::OPS`]); every op when `None`.
     pub op: Option<String>,
+    /// Only this shape of `op` (see [`cases::Case::shape`]) instead of the standard ones.
+    pub shape: Option<Vec<usize>>,
     /// Tiny shapes and a single timed run each: for tests.
     pub quick: bool,
     /// Include the sizes over 2^33 flops (matmul 2048^3, 4096^3).
@@ -48,7 +50,7 @@ impl Options {
     pub fn new(gpu: &Gpu, op: Option<String>) -> Self {
         let large_env = std::env::var("SHADERLENS_BENCH_LARGE").is_ok_and(|v| !matches!(v.trim(), "" | "0"));
         let cpu = gpu.adapter_info().device_type == wgpu::DeviceType::Cpu;
-        Self { op, quick: false, large: large_env || !cpu, variants: false, min_seconds: 0.5, min_reps: 3 }
+        Self { op, shape: None, quick: false, large: large_env || !cpu, variants: false, min_seconds: 0.5, min_reps: 3 }
     }
 
     /// Tiny shapes, one timed run: what the tests use.
@@ -101,7 +103,7 @@ pub fn run(
     mut emit: impl FnMut(&Row),
     mut failed: impl FnMut(&Case, &crate::Error),
 ) -> Result<usize> {
-    let cases = cases::list(options.op.as_deref(), options.quick, options.large)?;
+    let cases = cases::list(options.op.as_deref(), options.shape.as_deref(), options.quick, options.large)?;
     let timer = Timer::new(gpu);
     let peak = peaks::lookup(&gpu.adapter_info().name);
     let mut failures = 0;

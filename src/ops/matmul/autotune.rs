@@ -96,7 +96,7 @@ fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant]) -> Result<Varia
 /// keeping K and N multiples of 4 where they are.
 fn proxy_shape(dims: &MatmulDims) -> [usize; 4] {
     let mut s = [dims.pairs.len().max(1), dims.m, dims.k, dims.n];
-    let keep4 = [false, false, dims.k % 4 == 0, dims.n % 4 == 0];
+    let keep4 = [false, false, dims.k.is_multiple_of(4), dims.n.is_multiple_of(4)];
     let flops = |s: &[usize; 4]| 2.0 * s.iter().map(|&d| d as f64).product::<f64>();
     while flops(&s) > TUNE_FLOPS {
         let axis = if s[0] > 1 { 0 } else { (1..4).max_by_key(|&i| s[i]).unwrap_or(1) };

@@ -89,7 +89,7 @@ impl Variant {
         if self.is_vec4() {
             // Every row of a, b and out must start on a 16-byte boundary, and a vec4 binding must
             // hold at least one vec4.
-            return k % 4 == 0 && n % 4 == 0 && k > 0;
+            return k.is_multiple_of(4) && n.is_multiple_of(4) && k > 0;
         }
         if self == Variant::Tiled {
             let l = gpu.limits();
