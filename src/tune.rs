@@ -3,8 +3,9 @@
 //!
 //! The shape of cubecl's tune module: a key made of the op's name and its sizes rounded up to
 //! powers of two ([`bucket`]); on the first call in a bucket every candidate runs a few times
-//! ([`measure`]: one untimed warm-up that also compiles the pipeline, then up to two timed runs,
-//! the second skipped for a candidate already 3x slower than the best so far) and the fastest
+//! ([`measure`]: a first run, which also compiles the pipeline and warms the buffers, then two
+//! more whose faster is the candidate's time, unless the first was already 3x slower than the
+//! best so far) and the fastest
 //! is kept in a [`TuneCache`] owned by the `Gpu`, so the next call in the bucket pays nothing.
 //!
 //! Autotuning never changes what is computed, only how fast: every candidate is a complete,
@@ -83,12 +84,13 @@ pub fn measure<C: Copy>(candidates: &[C], mut run_once: impl FnMut(C) -> Result<
     let mut first_error = None;
     for &candidate in candidates {
         let mut time = || -> Result<f64> {
-            run_once(candidate)?; // warm-up: compiles the pipeline, touches the buffers
+            // The first run also compiles the pipeline, but outside the timed region (pipelines
+            // are built while recording), so it is a fair first estimate.
             let first = run_once(candidate)?;
             if best.is_some_and(|(_, t)| first > 3.0 * t) {
                 return Ok(first);
             }
-            Ok(first.min(run_once(candidate)?))
+            Ok(run_once(candidate)?.min(run_once(candidate)?))
         };
         match time() {
             Ok(t) if best.is_none_or(|(_, b)| t < b) => best = Some((candidate, t)),
