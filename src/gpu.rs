@@ -242,39 +242,67 @@ impl Gpu {
     }
 
     /// Copies `size` bytes of `buffer` (which needs `COPY_SRC`) back to the host.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let mut all = self.read_many(&[(buffer, size)])?;
+        all.pop().ok_or_else(|| Error::Gpu("readback returned nothing".into()))
+    }
+
+    /// Copies the first `size` bytes of each buffer (each needs `COPY_SRC`; sizes multiples of 4)
+    /// back to the host with one submission and one wait.
     ///
     /// This is the one place that maps buffers: `map_async` and `poll` change with most wgpu
     /// releases, so they live here and nowhere else.
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("shaderlens readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+    pub fn read_many(&self, buffers: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
         let mut encoder = self.encoder();
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        let mut staging = Vec::with_capacity(buffers.len());
+        for &(buffer, size) in buffers {
+            if size == 0 {
+                staging.push(None);
+                continue;
+            }
+            let target = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("shaderlens readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            encoder.copy_buffer_to_buffer(buffer, 0, &target, 0, size);
+            staging.push(Some(target));
+        }
         self.submit_and_wait(encoder)?;
         let (sender, receiver) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = sender.send(r);
-        });
+        let mut pending = 0;
+        for target in staging.iter().flatten() {
+            let sender = sender.clone();
+            target.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = sender.send(r);
+            });
+            pending += 1;
+        }
+        drop(sender);
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
-        receiver
-            .recv()
-            .map_err(|_| Error::Gpu("readback callback never ran".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
-        let bytes = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(bytes)
+        for _ in 0..pending {
+            receiver
+                .recv()
+                .map_err(|_| Error::Gpu("readback callback never ran".into()))?
+                .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        }
+        staging
+            .iter()
+            .map(|target| match target {
+                None => Ok(Vec::new()),
+                Some(target) => {
+                    let bytes = target
+                        .get_mapped_range(..)
+                        .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?
+                        .to_vec();
+                    target.unmap();
+                    Ok(bytes)
+                }
+            })
+            .collect()
     }
 
     /// Workgroup counts for `count` workgroups laid out on a 2-D grid, because one dimension

@@ -11,6 +11,7 @@ pub mod reference;
 pub mod timing;
 pub mod tune;
 pub mod tensor;
+pub mod transformer;
 
 pub use error::{Error, Result};
 pub use gpu::Gpu;

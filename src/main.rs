@@ -1,6 +1,7 @@
 //! The `shaderlens` command line: `verify` checks fixtures against the host references and the GPU
-//! kernels (SPEC's contract, exit codes 0/1/2); `bench` times every op on the adapter next to the
-//! host reference (the logic is in `shaderlens::bench`).
+//! kernels (SPEC's contract, exit codes 0/1/2); `run` runs a TransformerLens-format model on
+//! tokens and writes its logits, activations and attention patterns; `bench` times every op on the
+//! adapter next to the host reference (the logic is in `shaderlens::bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use shaderlens::bench;
+use shaderlens::transformer::cli::RunArgs;
 use shaderlens::verify::{self, Status};
 use shaderlens::Gpu;
 
@@ -35,11 +37,11 @@ enum Command {
     /// Time every op (or only OP) at the shapes small transformers use, with the float64 host
     /// reference beside it: median GPU time, GFLOP/s or GB/s, fraction of the adapter's peak.
     ///
-    /// Large sizes (matmul 2048^3 and 4096^3) run by default on GPUs, on CPU adapters only with
+    /// Large sizes (matmul 2048^3 and 4096^3, the transformer on 64 games) run by default on GPUs, on CPU adapters only with
     /// --large or SHADERLENS_BENCH_LARGE=1. Exit codes: 0 every case ran; 1 some case failed; 2 the
     /// command line was wrong or no adapter could be had.
     Bench {
-        /// One op: matmul, gelu, softmax, layer_norm or attention.
+        /// One op: matmul, gelu, softmax, layer_norm, attention or transformer (the whole forward).
         op: Option<String>,
         /// One JSON object per row on stdout instead of text lines.
         #[arg(long)]
@@ -53,10 +55,36 @@ enum Command {
         /// Also one row per kernel variant, not just the one the op chooses.
         #[arg(long)]
         variants: bool,
-        /// Only this shape of OP, comma-separated (matmul: M,K,N; attention: B,H,S,D; the others:
-        /// the input's shape).
+        /// Only this shape of OP, comma-separated (matmul: M,K,N; attention: B,H,S,D; transformer:
+        /// B,S,layers,d_model; the others: the input's shape).
         #[arg(long, value_delimiter = ',', requires = "op")]
         shape: Option<Vec<usize>>,
+    },
+    /// Run a model (SPEC's TransformerLens format) on tokens; write logits and cached activations
+    /// to an npz, and optionally the attention patterns of the first sequence as a PNG.
+    ///
+    /// Exit codes: 0 written; 2 a file could not be read or written, the model or the tokens were
+    /// refused, or no adapter could be had.
+    Run {
+        /// The model's config JSON (TransformerLens field names).
+        #[arg(long)]
+        model: PathBuf,
+        /// The weights npz (float32, TransformerLens state-dict names).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Tokens [batch, positions] as an int64 or int32 npy file.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Where to write the npz (tokens, logits, cache.<hook>).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hooks to cache, by TransformerLens name (e.g. blocks.0.attn.hook_pattern); `all` for
+        /// every hook. Repeat the flag or list several names after it.
+        #[arg(long, num_args = 1..)]
+        cache: Vec<String>,
+        /// Draw the attention patterns of batch element 0 (layers x heads) to this PNG.
+        #[arg(long)]
+        pattern_png: Option<PathBuf>,
     },
 }
 
@@ -68,6 +96,9 @@ fn main() -> ExitCode {
             let mut options = bench::Options { op, shape, large, variants, ..bench::Options::default() };
             options.quick = quick;
             run_bench(options, json)
+        }
+        Command::Run { model, weights, tokens, out, cache, pattern_png } => {
+            run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
         }
     }
 }
@@ -114,6 +145,20 @@ fn run_bench(wanted: bench::Options, json: bool) -> ExitCode {
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_model(args: &RunArgs) -> ExitCode {
+    let result = Gpu::new().and_then(|gpu| shaderlens::transformer::cli::run(&gpu, args));
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("run: {e}");
             ExitCode::from(2)
         }
     }

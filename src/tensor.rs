@@ -106,6 +106,23 @@ impl GpuTensor {
     }
 }
 
+impl GpuTensor {
+    /// Reads several tensors back with one submission and one wait (faster than one
+    /// [`GpuTensor::read`] each when there are many, as in an activation cache).
+    pub fn read_all(gpu: &Gpu, tensors: &[&GpuTensor]) -> Result<Vec<ArrayD<f32>>> {
+        let requests: Vec<(&wgpu::Buffer, u64)> = tensors.iter().map(|t| (&t.buffer, (t.len() * 4) as u64)).collect();
+        let all = gpu.read_many(&requests)?;
+        tensors
+            .iter()
+            .zip(all)
+            .map(|(t, bytes)| {
+                let data: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+                ArrayD::from_shape_vec(IxDyn(&t.shape), data).map_err(|e| Error::Shape(e.to_string()))
+            })
+            .collect()
+    }
+}
+
 /// Bytes a tensor of `shape` needs (at least 4, since wgpu buffers may not be empty), checked
 /// against the device's binding and buffer limits.
 fn check_size(gpu: &Gpu, shape: &[usize], name: &str) -> Result<u64> {

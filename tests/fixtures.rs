@@ -60,3 +60,8 @@ fn attention_fixtures_pass() {
 fn attention_layer_fixtures_pass() {
     all_pass("attention_layer", 4);
 }
+
+#[test]
+fn transformer_fixtures_pass() {
+    all_pass("transformer", 5);
+}

@@ -4,9 +4,11 @@
 //! Shapes are the ones small transformer models use: square matmuls 256 to 4096 and the MLP of
 //! Othello-GPT (3776 tokens = 64 games x 59 moves, d_model 512, d_mlp 2048) both ways; softmax and
 //! layer norm over the residual stream [3776, 512] and over attention rows [64*8*59, 59];
-//! attention at B=64 H=8 S=59 D=64 and a long S=1024. Sizes over 2^33 flops (matmul 2048^3 and
-//! up) run only with `large` (`SHADERLENS_BENCH_LARGE=1` or `--large`, and always on non-CPU
-//! adapters). `quick` replaces everything with tiny shapes, for tests.
+//! attention at B=64 H=8 S=59 D=64 and a long S=1024; the whole forward pass of an
+//! Othello-GPT-sized model on 8 games, and on 64 with `large`. The large sizes (matmul 2048^3 and
+//! up, the 64-game forward: over 2^33 flops) run only with `large` (`SHADERLENS_BENCH_LARGE=1` or
+//! `--large`, and always on non-CPU adapters). `quick` replaces everything with tiny shapes, for
+//! tests.
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -18,14 +20,15 @@ use crate::reference;
 use crate::tensor::GpuTensor;
 
 /// The ops `bench` knows, in the order it runs them.
-pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention"];
+pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention", "transformer"];
 
 /// One op at one shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Case {
     /// The op's name (one of [`OPS`]).
     pub op: &'static str,
-    /// matmul: `[M, K, N]`; attention: `[B, H, S, D]` (causal); the others: the input's shape.
+    /// matmul: `[M, K, N]`; attention: `[B, H, S, D]` (causal); transformer: `[B, S, layers,
+    /// d_model]` (see [`super::transformer`]); the others: the input's shape.
     pub shape: Vec<usize>,
 }
 
@@ -74,12 +77,12 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
         let op = OPS.iter().find(|&&o| Some(o) == op).ok_or_else(|| Error::Input("a shape needs an op".into()))?;
         let rank_ok = match *op {
             "matmul" => shape.len() == 3,
-            "attention" => shape.len() == 4,
+            "attention" | "transformer" => shape.len() == 4,
             _ => !shape.is_empty(),
         };
         if !rank_ok || shape.contains(&0) {
             return Err(Error::Shape(format!(
-                "bench shape {shape:?} does not fit {op} (matmul: M,K,N; attention: B,H,S,D; others: the input's shape; no zeros)"
+                "bench shape {shape:?} does not fit {op} (matmul: M,K,N; attention: B,H,S,D; transformer: B,S,layers,d_model; others: the input's shape; no zeros)"
             )));
         }
         return Ok(vec![Case { op, shape: shape.to_vec() }]);
@@ -97,6 +100,7 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
         add("softmax", &[64, 59]);
         add("layer_norm", &[64, 59]);
         add("attention", &[1, 2, 9, 8]);
+        add("transformer", &[2, 5, 2, 64]);
         return Ok(cases);
     }
     for s in [256, 512, 1024] {
@@ -115,6 +119,10 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
     }
     add("attention", &[64, 8, 59, 64]);
     add("attention", &[1, 8, 1024, 64]);
+    add("transformer", &[8, 59, 8, 512]);
+    if large {
+        add("transformer", &[64, 59, 8, 512]);
+    }
     Ok(cases)
 }
 
@@ -196,6 +204,7 @@ pub fn prepare<'a>(gpu: &'a Gpu, case: &Case, variants: bool) -> Result<Prepared
             })
         }
         "attention" => prepare_attention(gpu, &s),
+        "transformer" => super::transformer::prepare(gpu, &s),
         other => Err(Error::Input(format!("bench knows no op {other:?}"))),
     }
 }

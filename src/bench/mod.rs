@@ -15,6 +15,7 @@
 
 pub mod cases;
 pub mod peaks;
+pub mod transformer;
 
 use std::time::Instant;
 
@@ -34,7 +35,7 @@ pub struct Options {
     pub shape: Option<Vec<usize>>,
     /// Tiny shapes and a single timed run each: for tests.
     pub quick: bool,
-    /// Include the sizes over 2^33 flops (matmul 2048^3, 4096^3).
+    /// Include the sizes over 2^33 flops (matmul 2048^3, 4096^3, the 64-game transformer forward).
     pub large: bool,
     /// One row per kernel variant too, not just the op's own choice.
     pub variants: bool,
@@ -67,7 +68,8 @@ impl Options {
 pub struct Row {
     /// The op.
     pub op: &'static str,
-    /// matmul: `[M, K, N]`; attention: `[B, H, S, D]`; the others: the input's shape.
+    /// matmul: `[M, K, N]`; attention: `[B, H, S, D]`; transformer: `[B, S, layers, d_model]`;
+    /// the others: the input's shape.
     pub shape: Vec<usize>,
     /// The kernel variant that ran.
     pub variant: String,
@@ -190,10 +192,10 @@ pub fn line(row: &Row) -> String {
     let peak = row.peak_fraction.map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f));
     let variant = format!("{} ({})", row.variant, row.choice);
     format!(
-        "{:<11}{:<21}{:<24}{:>10.3}{:>17}{:>7}{:>12.3}{:>9.1}x",
+        "{:<12}{:<21}{:<24}{:>10.3}{:>17}{:>7}{:>12.3}{:>9.1}x",
         row.op, shape, variant, row.gpu_ms, rate, peak, row.host_ms, row.speedup
     )
 }
 
 /// Column titles for [`line`].
-pub const HEADER: &str = "op         shape                variant                     gpu ms             rate   peak     host ms  host/gpu";
+pub const HEADER: &str = "op          shape                variant                     gpu ms             rate   peak     host ms  host/gpu";

@@ -272,7 +272,7 @@ fn record_layer(
 /// Records `out[r, h·d_head + d] = Σ_m x[r, m] w[h, m, d] + b[h, d]` for x \[rows, inner\],
 /// w \[heads, inner, d_head\], b \[heads, d_head\], out \[rows, heads·d_head\].
 #[allow(clippy::too_many_arguments)]
-fn record_projection(
+pub(crate) fn record_projection(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     [x, w, b, out]: [&GpuTensor; 4],

@@ -10,3 +10,4 @@ pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;
 pub mod softmax;
+pub mod transformer;

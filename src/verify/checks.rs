@@ -20,12 +20,15 @@ pub struct Outcome {
     pub gpu: Comparison,
     /// Host reference against expected.
     pub reference: Comparison,
+    /// Something that fails the fixture whatever the ratios (e.g. an expected array that the
+    /// implementation cannot produce), said in words.
+    pub problem: Option<String>,
 }
 
 impl Outcome {
-    /// A fixture passes only if both do.
+    /// A fixture passes only if both comparisons do and there is no other problem.
     pub fn passed(&self) -> bool {
-        self.gpu.passed() && self.reference.passed()
+        self.problem.is_none() && self.gpu.passed() && self.reference.passed()
     }
 }
 
@@ -42,6 +45,7 @@ pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
         "attention_layer" => attention_layer(gpu, fixture),
         "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
         "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
+        "transformer" => super::transformer::check(gpu, fixture),
         other => Err(Error::Input(format!(
             "unknown op {other:?} (the name of the fixture's folder); known ops: {}",
             OPS.join(", ")
@@ -67,7 +71,7 @@ fn outcome(outputs: &[Checked<'_>]) -> Result<Outcome> {
         gpu.add_f32(o.name, &o.gpu.view(), &o.want.view(), &o.allowed.view())?;
         reference.add(o.name, &o.reference.view(), &o.want.view(), &o.allowed.view())?;
     }
-    Ok(Outcome { gpu, reference })
+    Ok(Outcome { gpu, reference, problem: None })
 }
 
 /// Compares single-output results under an elementwise tolerance.

@@ -9,6 +9,7 @@
 //! and nothing else (the adapter line and the closing line go to stderr), so it can be piped.
 
 pub mod checks;
+mod transformer;
 
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,10 @@ pub fn verify_file(gpu: &Gpu, path: &Path) -> Report {
                 report.status = Status::Pass;
             } else {
                 report.status = Status::Fail;
+                if let Some(problem) = outcome.problem {
+                    report.message = Some(problem);
+                    return report;
+                }
                 let (side, worst) = if outcome.gpu.passed() {
                     ("reference ", outcome.reference.worst.as_ref())
                 } else {

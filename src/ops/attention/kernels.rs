@@ -107,6 +107,19 @@ pub(crate) struct Problem<'a> {
     pub out: (&'a GpuTensor, Strides),
 }
 
+/// Where [`record_problem_staged`] hands the pattern buffer to its caller on the unfused path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// The buffer holds the scaled, masked scores (`-inf` where masked), before the softmax.
+    Scores,
+    /// The buffer holds the pattern, before it multiplies v.
+    Pattern,
+}
+
+/// A caller's work between the stages of the unfused path: it may record kernels that read or
+/// change the pattern buffer in place (TransformerLens's hooks on `attn_scores` and `pattern`).
+pub(crate) type StageHook<'h> = &'h mut dyn FnMut(&mut wgpu::CommandEncoder, Stage, &GpuTensor) -> Result<()>;
+
 /// Records the kernels for `problem`: unfused when `pattern` is given, fused otherwise; `scores`
 /// in either case when given.
 pub(crate) fn record_problem(
@@ -115,6 +128,21 @@ pub(crate) fn record_problem(
     problem: &Problem<'_>,
     pattern: Option<&GpuTensor>,
     scores: Option<&GpuTensor>,
+) -> Result<()> {
+    record_problem_staged(gpu, encoder, problem, pattern, scores, &mut |_, _, _| Ok(()))
+}
+
+/// [`record_problem`] that, on the unfused path, calls `hook` with the pattern buffer once it
+/// holds the scores (before they are copied to `scores` and normalised) and once it holds the
+/// pattern (before pattern @ v). The softmax and pattern @ v keep applying the causal mask by
+/// index, so masked keys never contribute whatever the hook writes there.
+pub(crate) fn record_problem_staged(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    problem: &Problem<'_>,
+    pattern: Option<&GpuTensor>,
+    scores: Option<&GpuTensor>,
+    hook: StageHook<'_>,
 ) -> Result<()> {
     let dims = problem.dims;
     let bh = dims.batch * dims.heads;
@@ -130,6 +158,7 @@ pub(crate) fn record_problem(
     }
     match pattern {
         Some(pattern) => {
+            hook(encoder, Stage::Scores, pattern)?;
             if let Some(scores) = scores {
                 let bytes = (pattern.len() * 4) as u64;
                 if bytes > 0 {
@@ -145,6 +174,7 @@ pub(crate) fn record_problem(
                     }
                 }
             }
+            hook(encoder, Stage::Pattern, pattern)?;
             let grid = (bh, query_tiles, dims.dv.div_ceil(PV_COLUMNS));
             for params in segments(&base, dims.sk, LOOP_BUDGET)? {
                 let buffers = [pattern.buffer(), v.buffer(), problem.out.0.buffer()];

@@ -1,0 +1,228 @@
+//! Host reference for the `transformer` op, in float64: TransformerLens's `HookedTransformer`
+//! forward pass with its activation cache and interventions.
+//!
+//! Written from SPEC's "Transformer" section and TransformerLens 3.9's code, independently of the
+//! GPU forward: embedding `W_E[tokens] + W_pos[:S]`; per block an optional LayerNorm (`LN`, or
+//! `LNPre` without weights), attention with scale `1/sqrt(d_head)` and the causal mask, the
+//! residual addition, and (unless attention-only) a second LayerNorm, `W_in`, the activation,
+//! `W_out` and the second addition; the final LayerNorm and the unembedding. Every hook of
+//! [`hooks`] passes through one function, which applies the interventions on it and caches it
+//! when asked, exactly where the GPU forward does.
+
+use ndarray::{s, Array4, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
+
+use crate::error::{Error, Result};
+use crate::reference::attention::attention_scores;
+use crate::reference::gelu::gelu;
+use crate::reference::layer_norm::layer_norm_full;
+use crate::transformer::config::Config;
+use crate::transformer::hooks::{find, hooks, Cache, Hook, Names};
+use crate::transformer::intervention::{apply_host, Intervention};
+use crate::transformer::weights::{LayerNormWeights, Weights};
+use crate::transformer::{check_interventions, check_tokens};
+
+/// The result of a reference forward pass.
+#[derive(Clone, Debug)]
+pub struct TransformerRun {
+    /// `logits` \[B, S, d_vocab_out\].
+    pub logits: ArrayD<f64>,
+    /// The activations asked for, in forward order.
+    pub cache: Cache<ArrayD<f64>>,
+}
+
+/// Runs the model in float64 on `tokens` \[B, S\], caching the hooks `names` picks and applying
+/// `interventions` (host patches only).
+pub fn forward(
+    config: &Config,
+    weights: &Weights<ArrayD<f64>>,
+    tokens: ArrayViewD<'_, i64>,
+    names: &Names,
+    interventions: &[Intervention],
+) -> Result<TransformerRun> {
+    let (batch, seq) = check_tokens(config, tokens.view())?;
+    weights.check_shapes(config, |a| a.shape())?;
+    names.check(config)?;
+    let hooks = hooks(config, batch, seq);
+    check_interventions(&hooks, interventions)?;
+    let mut run = Run { hooks, names, interventions, cache: Cache::default() };
+    let dm = config.d_model;
+    let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
+
+    let w_e = weights.w_e.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
+    let w_pos = weights.w_pos.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
+    let mut embed = ArrayD::<f64>::zeros(IxDyn(&[batch, seq, dm]));
+    let mut pos = ArrayD::<f64>::zeros(IxDyn(&[batch, seq, dm]));
+    for ((b, t), &token) in tokens.indexed_iter().map(|(i, v)| ((i[0], i[1]), v)) {
+        embed.slice_mut(s![b, t, ..]).assign(&w_e.row(token as usize));
+        pos.slice_mut(s![b, t, ..]).assign(&w_pos.row(t));
+    }
+    let embed = run.hook("hook_embed", embed)?;
+    let pos = run.hook("hook_pos_embed", pos)?;
+    let mut resid = embed + pos;
+
+    for (l, block) in weights.blocks.iter().enumerate() {
+        let p = format!("blocks.{l}");
+        resid = run.hook(&format!("{p}.hook_resid_pre"), resid)?;
+        let x = layer_norm(&mut run, config, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
+        let attn_out = attention(&mut run, config, &p, &x, &block.attn)?;
+        let attn_out = run.hook(&format!("{p}.hook_attn_out"), attn_out)?;
+        let Some(mlp) = &block.mlp else {
+            resid = run.hook(&format!("{p}.hook_resid_post"), resid + attn_out)?;
+            continue;
+        };
+        let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
+        let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+        let pre = run.hook(&format!("{p}.mlp.hook_pre"), linear(&x, &mlp.w_in, &mlp.b_in)?)?;
+        let post = match config.act_fn.gelu() {
+            Some(kind) => gelu(kind, pre.view()),
+            None => pre.mapv(|v| v.max(0.0)),
+        };
+        let post = run.hook(&format!("{p}.mlp.hook_post"), post)?;
+        let mlp_out = run.hook(&format!("{p}.hook_mlp_out"), linear(&post, &mlp.w_out, &mlp.b_out)?)?;
+        resid = run.hook(&format!("{p}.hook_resid_post"), mid + mlp_out)?;
+    }
+    let x = layer_norm(&mut run, config, "ln_final", &resid, weights.ln_final.as_ref())?;
+    let x = run.hook("unembed.hook_in", x)?;
+    let logits = run.hook("unembed.hook_out", linear(&x, &weights.w_u, &weights.b_u)?)?;
+    Ok(TransformerRun { logits, cache: run.cache })
+}
+
+/// The state of one reference run: the hooks, what to cache, what to change.
+struct Run<'a> {
+    hooks: Vec<Hook>,
+    names: &'a Names,
+    interventions: &'a [Intervention],
+    cache: Cache<ArrayD<f64>>,
+}
+
+impl Run<'_> {
+    /// Passes activation `a` through hook `name`: interventions first, then the cache.
+    fn hook(&mut self, name: &str, mut a: ArrayD<f64>) -> Result<ArrayD<f64>> {
+        let hook = find(&self.hooks, name)?;
+        for intervention in self.interventions.iter().filter(|i| i.hook == name) {
+            apply_host(intervention, hook, &mut a)?;
+        }
+        if self.names.contains(name) {
+            self.cache.push(name, a.clone());
+        }
+        Ok(a)
+    }
+
+    fn intervenes(&self, name: &str) -> bool {
+        self.interventions.iter().any(|i| i.hook == name)
+    }
+}
+
+/// TransformerLens's LayerNorm (or LNPre, or nothing) with its `hook_scale` and `hook_normalized`.
+fn layer_norm(
+    run: &mut Run<'_>,
+    config: &Config,
+    prefix: &str,
+    x: &ArrayD<f64>,
+    weights: Option<&LayerNormWeights<ArrayD<f64>>>,
+) -> Result<ArrayD<f64>> {
+    if !config.has_ln() {
+        return Ok(x.clone());
+    }
+    let (mut normalized, scale) = layer_norm_full(x.view(), None, config.eps)?;
+    let scale_name = format!("{prefix}.hook_scale");
+    if run.intervenes(&scale_name) {
+        // normalized = centred / scale, with the changed scale.
+        let new = run.hook(&scale_name, scale.clone())?;
+        normalized = normalized * &scale / &new;
+    } else {
+        run.hook(&scale_name, scale)?;
+    }
+    let normalized = run.hook(&format!("{prefix}.hook_normalized"), normalized)?;
+    Ok(match weights {
+        Some(ln) => normalized * &ln.w + &ln.b,
+        None => normalized,
+    })
+}
+
+/// The attention block from its input to z, then `z W_O + b_O`, through every attention hook.
+fn attention(
+    run: &mut Run<'_>,
+    config: &Config,
+    prefix: &str,
+    x: &ArrayD<f64>,
+    w: &crate::reference::attention_layer::AttentionWeights<ArrayD<f64>>,
+) -> Result<ArrayD<f64>> {
+    let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
+    let (batch, seq, dm) = (x.shape()[0], x.shape()[1], config.d_model);
+    let (heads, d_head) = (config.n_heads, config.d_head);
+    let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
+    let project = |w: &ArrayD<f64>, b: &ArrayD<f64>| -> Result<ArrayD<f64>> {
+        let mut out = Array4::<f64>::zeros((batch, seq, heads, d_head));
+        for h in 0..heads {
+            let wh = w.slice(s![h, .., ..]).into_dimensionality::<Ix2>().map_err(shape_err)?;
+            let y = rows.dot(&wh) + b.slice(s![h, ..]);
+            out.slice_mut(s![.., .., h, ..]).assign(&y.to_shape((batch, seq, d_head)).map_err(shape_err)?);
+        }
+        Ok(out.into_dyn())
+    };
+    let q = run.hook(&format!("{prefix}.attn.hook_q"), project(&w.w_q, &w.b_q)?)?;
+    let k = run.hook(&format!("{prefix}.attn.hook_k"), project(&w.w_k, &w.b_k)?)?;
+    let v = run.hook(&format!("{prefix}.attn.hook_v"), project(&w.w_v, &w.b_v)?)?;
+    let scale = 1.0 / (d_head as f64).sqrt();
+    let scores = attention_scores(by_head(&q), by_head(&k), by_head(&v), true, scale)?;
+    let scores = run.hook(&format!("{prefix}.attn.hook_attn_scores"), scores)?;
+    let pattern = run.hook(&format!("{prefix}.attn.hook_pattern"), masked_softmax(&scores))?;
+    let pattern4 = pattern.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
+    let v4 = v.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
+    let mut z = Array4::<f64>::zeros((batch, seq, heads, d_head));
+    for b in 0..batch {
+        for h in 0..heads {
+            for i in 0..seq {
+                // Keys past the query stay masked whatever an intervention wrote there.
+                let p = pattern4.slice(s![b, h, i, ..=i]);
+                z.slice_mut(s![b, i, h, ..]).assign(&p.dot(&v4.slice(s![b, ..=i, h, ..])));
+            }
+        }
+    }
+    let z = run.hook(&format!("{prefix}.attn.hook_z"), z.into_dyn())?;
+    let z_rows = z.to_shape((batch * seq, heads * d_head)).map_err(shape_err)?;
+    let w_o = w.w_o.to_shape((heads * d_head, dm)).map_err(shape_err)?;
+    let out = z_rows.dot(&w_o) + &w.b_o;
+    out.into_shape_with_order(IxDyn(&[batch, seq, dm])).map_err(shape_err)
+}
+
+/// q, k or v \[B, S, H, d_head\] viewed heads first, \[B, H, S, d_head\].
+fn by_head(a: &ArrayD<f64>) -> ArrayViewD<'_, f64> {
+    a.view().permuted_axes(IxDyn(&[0, 2, 1, 3]))
+}
+
+/// The causal softmax of scores \[B, H, S, S\] over the keys each query sees (`j <= i`), shifted
+/// by the row maximum; masked keys get 0, and so does a row whose visible scores are all `-inf`
+/// (as TransformerLens turns its NaN into 0).
+fn masked_softmax(scores: &ArrayD<f64>) -> ArrayD<f64> {
+    let mut pattern = scores.clone();
+    let seq = scores.shape()[2];
+    for (n, mut row) in pattern.lanes_mut(Axis(3)).into_iter().enumerate() {
+        let i = n % seq;
+        let max = row.slice(s![..=i]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        if max == f64::NEG_INFINITY {
+            row.fill(0.0);
+            continue;
+        }
+        row.slice_mut(s![..=i]).mapv_inplace(|v| (v - max).exp());
+        let sum = row.slice(s![..=i]).sum();
+        row.slice_mut(s![..=i]).mapv_inplace(|v| v / sum);
+        row.slice_mut(s![i + 1..]).fill(0.0);
+    }
+    pattern
+}
+
+/// `x [..., n] @ w [n, m] + b [m]`.
+fn linear(x: &ArrayD<f64>, w: &ArrayD<f64>, b: &ArrayD<f64>) -> Result<ArrayD<f64>> {
+    let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
+    let n = x.shape().last().copied().unwrap_or(1);
+    let rows = x.len() / n.max(1);
+    let w2 = w.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
+    let y = x.to_shape((rows, n)).map_err(shape_err)?.dot(&w2) + b;
+    let mut shape = x.shape().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = w2.ncols();
+    }
+    y.into_shape_with_order(IxDyn(&shape)).map_err(shape_err)
+}

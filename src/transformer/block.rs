@@ -1,0 +1,131 @@
+//! One transformer block of the GPU forward pass: attention (projections, causal attention,
+//! output projection) and the MLP, with every hook between them.
+//!
+//! The projections are [`crate::ops::attention_layer`]'s kernel, which adds the bias as it
+//! stores: q, k and v come out in TransformerLens's \[B, S, H, d_head\] layout, and with one
+//! "head" the same kernel is a plain `x W + b` for `W_O`, `W_in`, `W_out` and `W_U`. Attention
+//! takes the fused path (no S×S matrix) unless the scores or the pattern are cached or changed;
+//! then the unfused path hands the pattern buffer to the hooks twice, when it holds the scores
+//! and when it holds the pattern, before it is used.
+
+use crate::error::Result;
+use crate::ops::attention::kernels::{record_problem_staged, Problem, Stage, Strides};
+use crate::ops::attention_layer::record_projection;
+use crate::ops::gelu;
+use crate::reference::attention::AttentionDims;
+use crate::tensor::GpuTensor;
+use crate::transformer::kernels;
+
+use super::Pass;
+
+/// Records block `l` on the residual stream `resid` (its `hook_resid_pre`, already hooked) and
+/// returns the block's `hook_resid_post`.
+pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, l: usize, resid: GpuTensor) -> Result<GpuTensor> {
+    let model = pass.model;
+    let block = &model.weights.blocks[l];
+    let p = format!("blocks.{l}");
+    let x = pass.layer_norm(encoder, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
+    let attn_out = attention(pass, encoder, &p, &x, l)?;
+    let shape = pass.resid_shape();
+
+    let Some(mlp) = &block.mlp else {
+        let role = pass.other_resid(&resid)?;
+        let post_name = format!("{p}.hook_resid_post");
+        let post = pass.target(&post_name, role, &shape)?;
+        kernels::add(pass.gpu, encoder, &resid, &attn_out, &post)?;
+        pass.hook(encoder, &post_name, &post)?;
+        return Ok(post);
+    };
+    let mid_name = format!("{p}.hook_resid_mid");
+    let role = pass.other_resid(&resid)?;
+    let mid = pass.target(&mid_name, role, &shape)?;
+    kernels::add(pass.gpu, encoder, &resid, &attn_out, &mid)?;
+    pass.hook(encoder, &mid_name, &mid)?;
+
+    let x = pass.layer_norm(encoder, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+    let d_mlp = mlp.b_in.len();
+    let hidden = [pass.batch, pass.seq, d_mlp];
+    let pre_name = format!("{p}.mlp.hook_pre");
+    let pre = pass.target(&pre_name, "mlp_pre", &hidden)?;
+    linear(pass, encoder, &x, &mlp.w_in, &mlp.b_in, &pre)?;
+    pass.hook(encoder, &pre_name, &pre)?;
+    let post_name = format!("{p}.mlp.hook_post");
+    let post = pass.target(&post_name, "mlp_post", &hidden)?;
+    match model.config.act_fn.gelu() {
+        Some(kind) => gelu::record_into(pass.gpu, encoder, kind, &pre, &post)?,
+        None => kernels::columns(pass.gpu, encoder, &pre, None, None, true, &post)?,
+    }
+    pass.hook(encoder, &post_name, &post)?;
+    let out_name = format!("{p}.hook_mlp_out");
+    let mlp_out = pass.target(&out_name, "block_out", &shape)?;
+    linear(pass, encoder, &post, &mlp.w_out, &mlp.b_out, &mlp_out)?;
+    pass.hook(encoder, &out_name, &mlp_out)?;
+
+    let resid_name = format!("{p}.hook_resid_post");
+    let role = pass.other_resid(&mid)?;
+    let resid_post = pass.target(&resid_name, role, &shape)?;
+    kernels::add(pass.gpu, encoder, &mid, &mlp_out, &resid_post)?;
+    pass.hook(encoder, &resid_name, &resid_post)?;
+    Ok(resid_post)
+}
+
+/// The attention of block `l` on its normalised input `x`, through the hooks from `hook_q` to
+/// `hook_attn_out`; returns the (hooked) `hook_attn_out`.
+fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x: &GpuTensor, l: usize) -> Result<GpuTensor> {
+    let model = pass.model;
+    let w = &model.weights.blocks[l].attn;
+    let config = &model.config;
+    let (batch, seq, dm, heads, d_head) = (pass.batch, pass.seq, config.d_model, config.n_heads, config.d_head);
+    let rows = batch * seq;
+    let head_shape = [batch, seq, heads, d_head];
+    let mut qkv = Vec::with_capacity(3);
+    for (suffix, role, weight, bias) in [("q", "q", &w.w_q, &w.b_q), ("k", "k", &w.w_k, &w.b_k), ("v", "v", &w.w_v, &w.b_v)] {
+        let name = format!("{p}.attn.hook_{suffix}");
+        let t = pass.target(&name, role, &head_shape)?;
+        record_projection(pass.gpu, encoder, [x, weight, bias, &t], rows, dm, heads, d_head)?;
+        pass.hook(encoder, &name, &t)?;
+        qkv.push(t);
+    }
+    let (scores_name, pattern_name) = (format!("{p}.attn.hook_attn_scores"), format!("{p}.attn.hook_pattern"));
+    let z_name = format!("{p}.attn.hook_z");
+    let z = pass.target(&z_name, "z", &head_shape)?;
+    let pattern = if pass.wanted(&scores_name) || pass.wanted(&pattern_name) {
+        Some(pass.target(&pattern_name, "pattern", &[batch, heads, seq, seq])?)
+    } else {
+        None
+    };
+    let strides = Strides::bshc(heads, seq, d_head);
+    let problem = Problem {
+        dims: AttentionDims { batch, heads, sq: seq, sk: seq, d: d_head, dv: d_head },
+        causal: true,
+        scale: (1.0 / (d_head as f64).sqrt()) as f32,
+        q: (&qkv[0], strides),
+        k: (&qkv[1], strides),
+        v: (&qkv[2], strides),
+        out: (&z, strides),
+    };
+    let gpu = pass.gpu;
+    record_problem_staged(gpu, encoder, &problem, pattern.as_ref(), None, &mut |encoder, stage, t| match stage {
+        Stage::Scores => pass.hook_transient(encoder, &scores_name, t),
+        Stage::Pattern => pass.hook(encoder, &pattern_name, t),
+    })?;
+    pass.hook(encoder, &z_name, &z)?;
+    let out_name = format!("{p}.hook_attn_out");
+    let out = pass.target(&out_name, "block_out", &[batch, seq, dm])?;
+    record_projection(gpu, encoder, [&z, &w.w_o, &w.b_o, &out], rows, heads * d_head, 1, dm)?;
+    pass.hook(encoder, &out_name, &out)?;
+    Ok(out)
+}
+
+/// Records `out = x W + b` for x \[B, S, n\], W \[n, m\], b \[m\], out \[B, S, m\].
+pub(super) fn linear(
+    pass: &Pass<'_>,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+) -> Result<()> {
+    let (n, m) = (w.shape()[0], w.shape()[1]);
+    record_projection(pass.gpu, encoder, [x, w, b, out], x.len() / n.max(1), n, 1, m)
+}

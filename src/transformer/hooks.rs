@@ -1,0 +1,200 @@
+//! TransformerLens's hook points: their names, shapes and axes, and the names filter of a cache.
+//!
+//! [`hooks`] lists every hook that `HookedTransformer.run_with_cache` returns by default for a
+//! config, in the order of the forward pass, under the same names and with the same shapes. Its
+//! rules follow TransformerLens 3.9: models without normalisation have no `ln*` hooks,
+//! attention-only models have no `ln2`, `mlp.*`, `hook_resid_mid` or `hook_mlp_out`, and
+//! `hook_pos_embed` is \[B, S, d_model\] (broadcast over the batch).
+
+use std::collections::BTreeSet;
+
+use crate::error::{Error, Result};
+use crate::transformer::config::Config;
+
+/// One hook point of a model run on B sequences of S tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hook {
+    /// TransformerLens's name, e.g. `blocks.0.attn.hook_z`.
+    pub name: String,
+    /// The activation's shape.
+    pub shape: Vec<usize>,
+    /// The axis of sequence positions (for \[B, H, S, S\] tensors, the query position).
+    pub pos_axis: usize,
+    /// The axis of attention heads, for hooks that have one.
+    pub head_axis: Option<usize>,
+}
+
+/// Every default hook of `config` for tokens \[batch, seq\], in forward order.
+pub fn hooks(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
+    let (dm, h, dh) = (config.d_model, config.n_heads, config.d_head);
+    let mut out = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>| {
+        // [B, S, H, dh] for q, k, v, z; [B, H, S, S] for the scores and the pattern.
+        let (pos_axis, head_axis) = if name.ends_with("hook_attn_scores") || name.ends_with("hook_pattern") {
+            (2, Some(1))
+        } else if shape.len() == 4 {
+            (1, Some(2))
+        } else {
+            (1, None)
+        };
+        out.push(Hook { name, shape, pos_axis, head_axis });
+    };
+    let resid = vec![batch, seq, dm];
+    let scale = vec![batch, seq, 1];
+    let heads = vec![batch, seq, h, dh];
+    let square = vec![batch, h, seq, seq];
+    push("hook_embed".into(), resid.clone());
+    push("hook_pos_embed".into(), resid.clone());
+    let ln = |push: &mut dyn FnMut(String, Vec<usize>), prefix: &str| {
+        if config.has_ln() {
+            push(format!("{prefix}.hook_scale"), scale.clone());
+            push(format!("{prefix}.hook_normalized"), resid.clone());
+        }
+    };
+    for l in 0..config.n_layers {
+        let p = format!("blocks.{l}");
+        push(format!("{p}.hook_resid_pre"), resid.clone());
+        ln(&mut push, &format!("{p}.ln1"));
+        for name in ["hook_q", "hook_k", "hook_v"] {
+            push(format!("{p}.attn.{name}"), heads.clone());
+        }
+        push(format!("{p}.attn.hook_attn_scores"), square.clone());
+        push(format!("{p}.attn.hook_pattern"), square.clone());
+        push(format!("{p}.attn.hook_z"), heads.clone());
+        push(format!("{p}.hook_attn_out"), resid.clone());
+        if let Some(d_mlp) = config.mlp() {
+            push(format!("{p}.hook_resid_mid"), resid.clone());
+            ln(&mut push, &format!("{p}.ln2"));
+            push(format!("{p}.mlp.hook_pre"), vec![batch, seq, d_mlp]);
+            push(format!("{p}.mlp.hook_post"), vec![batch, seq, d_mlp]);
+            push(format!("{p}.hook_mlp_out"), resid.clone());
+        }
+        push(format!("{p}.hook_resid_post"), resid.clone());
+    }
+    ln(&mut push, "ln_final");
+    push("unembed.hook_in".into(), resid);
+    push("unembed.hook_out".into(), vec![batch, seq, config.d_vocab_out]);
+    out
+}
+
+/// Every default hook name of `config`, in forward order (what `--cache all` caches).
+pub fn hook_names(config: &Config) -> Vec<String> {
+    hooks(config, 1, 1).into_iter().map(|h| h.name).collect()
+}
+
+/// Which activations a run caches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Names {
+    /// None: the forward pass alone (the fastest path).
+    #[default]
+    Nothing,
+    /// Every default hook, as TransformerLens's `run_with_cache()` without a filter.
+    All,
+    /// Only these hooks (TransformerLens's `names_filter` as a list).
+    Only(BTreeSet<String>),
+}
+
+impl Names {
+    /// A filter of the given names.
+    pub fn only<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        Names::Only(names.into_iter().map(|s| s.as_ref().to_string()).collect())
+    }
+
+    /// Whether hook `name` is cached.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Names::Nothing => false,
+            Names::All => true,
+            Names::Only(set) => set.contains(name),
+        }
+    }
+
+    /// Refuses a name that is not a hook of `config` (a typo would otherwise cache nothing).
+    pub fn check(&self, config: &Config) -> Result<()> {
+        if let Names::Only(set) = self {
+            let known = hook_names(config);
+            for name in set {
+                check_name(&known, name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors unless `name` is one of `known`, suggesting the closest known name.
+pub(crate) fn check_name(known: &[String], name: &str) -> Result<()> {
+    if known.iter().any(|k| k == name) {
+        return Ok(());
+    }
+    let suggestion = known
+        .iter()
+        .filter(|k| k.ends_with(name.rsplit('.').next().unwrap_or(name)))
+        .take(3)
+        .cloned()
+        .collect::<Vec<_>>();
+    let hint = if suggestion.is_empty() { String::new() } else { format!(" (did you mean {}?)", suggestion.join(", ")) };
+    Err(Error::Input(format!("{name:?} is not a hook of this model{hint}")))
+}
+
+/// The hook called `name` among `hooks`, or an error naming it.
+pub(crate) fn find<'a>(hooks: &'a [Hook], name: &str) -> Result<&'a Hook> {
+    hooks.iter().find(|h| h.name == name).ok_or_else(|| {
+        let known: Vec<String> = hooks.iter().map(|h| h.name.clone()).collect();
+        check_name(&known, name).err().unwrap_or_else(|| Error::Input(format!("{name:?} is not a hook of this model")))
+    })
+}
+
+/// Cached activations by hook name, in forward order (like TransformerLens's `ActivationCache`).
+#[derive(Clone, Debug)]
+pub struct Cache<T> {
+    entries: Vec<(String, T)>,
+}
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Self { entries: Vec::new() }
+    }
+}
+
+impl<T> Cache<T> {
+    /// The activation of hook `name`, if it was cached.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.entries.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The cached hook names, in forward order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// `(name, activation)` pairs in forward order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.entries.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// Number of cached activations.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `(name, activation)` pairs, in forward order.
+    pub fn into_entries(self) -> Vec<(String, T)> {
+        self.entries
+    }
+
+    /// Adds an activation (the forward passes call this in forward order).
+    pub(crate) fn push(&mut self, name: &str, value: T) {
+        self.entries.push((name.to_string(), value));
+    }
+
+    /// The same cache with every activation converted by `f`.
+    pub fn try_map<U>(self, mut f: impl FnMut(&str, T) -> Result<U>) -> Result<Cache<U>> {
+        let entries = self.entries.into_iter().map(|(n, t)| f(&n, t).map(|u| (n, u))).collect::<Result<_>>()?;
+        Ok(Cache { entries })
+    }
+}
