@@ -197,5 +197,5 @@ pub fn line(row: &Row) -> String {
     )
 }
 
-/// Column titles for [`line`].
+/// Column titles for [`line()`].
 pub const HEADER: &str = "op          shape                variant                     gpu ms             rate   peak     host ms  host/gpu";
