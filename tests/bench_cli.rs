@@ -94,3 +94,17 @@ fn shape_flag_runs_one_shape_and_checks_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("M,K,N"));
 }
+
+#[test]
+fn no_adapter_exits_2_with_the_how_to() {
+    // A backend this operating system does not have.
+    let absent = if cfg!(target_os = "windows") { "metal" } else { "dx12" };
+    let out = Command::new(env!("CARGO_BIN_EXE_shaderlens"))
+        .args(["bench", "--quick"])
+        .env("WGPU_BACKEND", absent)
+        .output()
+        .expect("the shaderlens binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mesa-vulkan-drivers"), "{stderr}");
+}
