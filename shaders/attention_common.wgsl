@@ -84,3 +84,14 @@ fn tile_of(g: u32, rows_per_tile: u32) -> Tile {
 fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return (wg.y * nwg.x + wg.x) * WG + li;
 }
+
+// NaN tests from the bits: a compiler that assumes finite math may drop `x != x`, but not an
+// integer comparison.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Whether x is NaN or +inf: a score that makes numpy's softmax row NaN (through inf - inf).
+fn nan_or_pos_inf(x: f32) -> bool {
+    return is_nan(x) || bitcast<u32>(x) == 0x7f800000u;
+}

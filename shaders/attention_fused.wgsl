@@ -182,7 +182,8 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         stats[2u * g + 1u] = l;
         return;
     }
-    let inv = select(vec4<f32>(0.0), 1.0 / max(l, vec4<f32>(1.0e-30)), l > vec4<f32>(0.0));
+    // 0 where no key (or only -inf scores) was seen; NaN stays NaN (numpy's row is NaN).
+    let inv = select(1.0 / l, vec4<f32>(0.0), l <= vec4<f32>(0.0));
     let ob = t.b * params.o_b + t.h * params.o_h;
     for (var r = 0u; r < 4u; r++) {
         let i = t.i0 + r;

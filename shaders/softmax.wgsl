@@ -16,8 +16,11 @@
 // overflows for logits of any finite magnitude (a difference like -3e38 - 3e38 rounds to -inf,
 // which is fine). exp_or_zero returns exactly 0 below -88 (where the f32 result is subnormal or
 // zero anyway), so -inf entries give exactly 0 without relying on how a driver treats exp(-inf).
-// The running maximum starts at the lowest finite f32 rather than -inf, so no inf - inf = NaN
-// ever appears; a row that is all -inf ends with sum 0, and its outputs are 0 (not 0/0).
+// The running maximum starts at the lowest finite f32 rather than -inf, so a row that is all -inf
+// ends with sum 0, and its outputs are 0 (not 0/0). NaN and +inf follow numpy: a NaN entry, or
+// inf - inf at a +inf entry, makes the sum NaN and so every output of the row NaN. Nothing relies
+// on max() seeing a NaN (drivers differ): the NaN travels through exp and the sum, and the tests
+// below are written so that a NaN fails them (`d <= -88` and `s <= 0` are false for NaN).
 //
 // Loops take eight elements an iteration: llvmpipe (lavapipe and Mesa GL) stops any invocation
 // after 65535 loop iterations in total, counting every loop of the shader, and silently leaves the
@@ -51,9 +54,9 @@ override GROUP: u32 = 16u;
 const MAX_WIDE_WG: u32 = 256u;
 const MAX_GROUPS: u32 = 64u;
 
-// exp(d) for d <= 0, exactly 0 for d <= -88 (including d = -inf).
+// exp(d) for d <= 0, exactly 0 for d <= -88 (including d = -inf), NaN for NaN.
 fn exp_or_zero(d: f32) -> f32 {
-    return select(0.0, exp(d), d > -88.0);
+    return select(exp(d), 0.0, d <= -88.0);
 }
 
 // Combines two (max, sum) pairs.
@@ -62,9 +65,9 @@ fn combine(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(m, a.y * exp_or_zero(a.x - m) + b.y * exp_or_zero(b.x - m));
 }
 
-// 1 / sum, or 0 for a row with no finite entry (sum 0).
+// 1 / sum, 0 for a row with no finite entry (sum 0), NaN for a NaN sum.
 fn inverse_sum(s: f32) -> f32 {
-    return select(0.0, 1.0 / s, s > 0.0);
+    return select(1.0 / s, 0.0, s <= 0.0);
 }
 
 // The largest element among first, first + stride, ... of the row at base (LOWEST if none).

@@ -63,3 +63,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn fmt_shape(shape: &[usize]) -> String {
     format!("{shape:?}")
 }
+
+/// The number of elements of `shape`, or a shape error naming `what` when the product overflows
+/// `usize` (shapes that users type, or that broadcasting derives, can be any size).
+pub fn element_count(shape: &[usize], what: &str) -> Result<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+        Error::Shape(format!("{what} of shape {} has more elements than a usize can count", fmt_shape(shape)))
+    })
+}

@@ -3,22 +3,29 @@
 //!
 //! Every array of a fixture is read once, whatever its dtype, and typed accessors then refuse a
 //! missing key, a wrong dtype or a wrong rank with a message that names the array — a malformed
-//! fixture is an error for that fixture, never a panic.
+//! fixture is an error for that fixture, never a panic. The archive itself is read by
+//! [`npz`], which checks each member's header against its bytes before allocating anything, and
+//! converts big-endian and Fortran-order arrays (both lossless) to native C order. Inputs are
+//! never converted between dtypes: SPEC's inputs are float32, and float64 or integer inputs are
+//! refused rather than rounded.
+
+mod npz;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{NpzReader, ReadNpyError, ReadNpzError};
+use ndarray::ArrayD;
 
 use crate::error::{fmt_shape, Error, Result};
+
+pub use npz::{read_npy, MAX_HEADER_DEPTH, MAX_HEADER_LEN};
 
 /// One array of an npz file, with the dtype it was stored as.
 #[derive(Debug, Clone)]
 pub enum NpyArray {
-    /// `float32` (`<f4` or `>f4`).
+    /// `float32` (`<f4` or `>f4`; every array is held in native C order whatever the file's).
     F32(ArrayD<f32>),
     /// `float64`.
     F64(ArrayD<f64>),
@@ -28,7 +35,8 @@ pub enum NpyArray {
     I64(ArrayD<i64>),
     /// `int32`.
     I32(ArrayD<i32>),
-    /// Any other dtype, kept as its numpy descriptor (e.g. `'<f2'`) for the error message.
+    /// Any other dtype, kept as numpy's name for it and the shape (e.g. `float16 [2, 3]`) for the
+    /// error message.
     Unsupported(String),
     /// An array whose bytes could not be read (bad header, truncated data). Kept rather than
     /// refused at open, because SPEC ignores keys that an op does not name.
@@ -44,7 +52,7 @@ impl NpyArray {
             NpyArray::Bool(_) => "bool".into(),
             NpyArray::I64(_) => "int64".into(),
             NpyArray::I32(_) => "int32".into(),
-            NpyArray::Unsupported(d) => format!("unsupported dtype {d}"),
+            NpyArray::Unsupported(d) => d.split(' ').next().unwrap_or_default().to_string(),
             NpyArray::Unreadable(e) => format!("unreadable ({e})"),
         }
     }
@@ -58,6 +66,17 @@ impl NpyArray {
             NpyArray::I64(a) => Some(a.shape()),
             NpyArray::I32(a) => Some(a.shape()),
             NpyArray::Unsupported(_) | NpyArray::Unreadable(_) => None,
+        }
+    }
+
+    /// The dtype and, when known, the shape: `float64 [3, 4]`, as error messages name an array.
+    pub fn describe(&self) -> String {
+        if let NpyArray::Unsupported(d) = self {
+            return d.clone();
+        }
+        match self.shape() {
+            Some(shape) => format!("{} {}", self.dtype(), fmt_shape(shape)),
+            None => self.dtype(),
         }
     }
 }
@@ -88,18 +107,21 @@ pub fn op_and_case(path: &Path) -> (String, String) {
 impl Fixture {
     /// Reads every array of the npz at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot open: {e}") })?;
         let (op, case) = op_and_case(path);
-        let file_error = |message: String| Error::File { path: path.display().to_string(), message };
-        let file = File::open(path).map_err(|e| file_error(format!("cannot open: {e}")))?;
-        let mut npz = NpzReader::new(BufReader::new(file))
-            .map_err(|e| file_error(format!("not a readable npz (zip) file: {e}")))?;
-        let names = npz.names().map_err(|e| file_error(format!("cannot list arrays: {e}")))?;
-        let mut arrays = BTreeMap::new();
-        for name in names {
-            let array = read_any(&mut npz, &name).unwrap_or_else(NpyArray::Unreadable);
-            arrays.insert(name, array);
-        }
-        Ok(Self { path: path.to_path_buf(), op, case, arrays })
+        Self::from_reader(BufReader::new(file), &op, &case, path)
+    }
+
+    /// Reads a fixture of `op` and `case` from the bytes of an npz file (for fixtures that are
+    /// not files, and for fuzzing the reader).
+    pub fn from_bytes(op: &str, case: &str, bytes: &[u8]) -> Result<Self> {
+        Self::from_reader(Cursor::new(bytes), op, case, &PathBuf::from(format!("{op}/{case}.npz")))
+    }
+
+    fn from_reader(reader: impl Read + Seek, op: &str, case: &str, path: &Path) -> Result<Self> {
+        let arrays =
+            npz::read_arrays(reader).map_err(|message| Error::File { path: path.display().to_string(), message })?;
+        Ok(Self { path: path.to_path_buf(), op: op.into(), case: case.into(), arrays })
     }
 
     /// Builds a fixture from arrays in memory (tests, and tools that make fixtures).
@@ -129,11 +151,15 @@ impl Fixture {
         }
     }
 
-    /// A float32 input (SPEC: inputs are float32, C order).
+    /// A float32 input (SPEC: inputs are float32). Other dtypes are refused, not converted:
+    /// float64 would be rounded, and an integer or bool input is not what SPEC's ops take.
     pub fn input(&self, name: &str) -> Result<ArrayD<f32>> {
         match self.get(name)? {
             NpyArray::F32(a) => Ok(a.as_standard_layout().into_owned()),
-            other => Err(Error::Input(format!("{name} is {} but inputs must be float32", other.dtype()))),
+            other => Err(Error::Input(format!(
+                "{name} is {} but inputs must be float32 (SPEC; shaderlens converts no input: save {name}.astype(numpy.float32))",
+                other.describe()
+            ))),
         }
     }
 
@@ -149,7 +175,7 @@ impl Fixture {
         match self.get(name)? {
             NpyArray::F64(a) => Ok(a.clone()),
             NpyArray::F32(a) => Ok(a.mapv(f64::from)),
-            other => Err(Error::Input(format!("expected output {name} is {} but must be float64 or float32", other.dtype()))),
+            other => Err(Error::Input(format!("expected output {name} is {} but must be float64 or float32", other.describe()))),
         }
     }
 
@@ -171,7 +197,7 @@ impl Fixture {
         let (value, shape) = match self.get(name)? {
             NpyArray::F64(a) => (a.iter().next().copied(), a.shape().to_vec()),
             NpyArray::F32(a) => (a.iter().next().map(|&v| f64::from(v)), a.shape().to_vec()),
-            other => return Err(Error::Input(format!("{name} is {} but must be a float64 scalar", other.dtype()))),
+            other => return Err(Error::Input(format!("{name} is {} but must be a 0-d float64 scalar", other.describe()))),
         };
         check_rank(name, &shape, 0)?;
         value.ok_or_else(|| Error::Input(format!("{name} is empty")))
@@ -184,7 +210,7 @@ impl Fixture {
                 check_rank(name, a.shape(), 0)?;
                 a.iter().next().copied().ok_or_else(|| Error::Input(format!("{name} is empty")))
             }
-            other => Err(Error::Input(format!("{name} is {} but must be a bool scalar", other.dtype()))),
+            other => Err(Error::Input(format!("{name} is {} but must be a 0-d bool scalar", other.describe()))),
         }
     }
 
@@ -193,7 +219,7 @@ impl Fixture {
         match self.get(name)? {
             NpyArray::I64(a) => Ok(a.clone()),
             NpyArray::I32(a) => Ok(a.mapv(i64::from)),
-            other => Err(Error::Input(format!("{name} is {} but must be int64", other.dtype()))),
+            other => Err(Error::Input(format!("{name} is {} but must be int64", other.describe()))),
         }
     }
 }
@@ -205,24 +231,4 @@ pub fn check_rank(name: &str, shape: &[usize], rank: usize) -> Result<()> {
         return Err(Error::Shape(format!("{name} is {} (rank {}) but must be {what}", fmt_shape(shape), shape.len())));
     }
     Ok(())
-}
-
-/// Reads array `name` as whichever supported dtype it is stored in. A dtype mismatch moves on
-/// to the next candidate; any other failure (truncated data, bad header) is returned at once.
-fn read_any(npz: &mut NpzReader<BufReader<File>>, name: &str) -> Result<NpyArray, String> {
-    macro_rules! attempt {
-        ($t:ty, $variant:ident) => {
-            match npz.by_name::<ndarray::OwnedRepr<$t>, IxDyn>(name) {
-                Ok(a) => return Ok(NpyArray::$variant(a)),
-                Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => d.to_string(),
-                Err(e) => return Err(e.to_string()),
-            }
-        };
-    }
-    attempt!(f32, F32);
-    attempt!(f64, F64);
-    attempt!(bool, Bool);
-    attempt!(i64, I64);
-    let descriptor = attempt!(i32, I32);
-    Ok(NpyArray::Unsupported(descriptor))
 }

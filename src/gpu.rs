@@ -8,13 +8,22 @@
 //!
 //! Pipelines are compiled once per `Gpu` and kept in a cache keyed by shader, entry point and
 //! override constants, so a kernel called a million times compiles once.
+//!
+//! Nothing wgpu reports aborts the process: work runs inside error scopes ([`Gpu::scoped`]),
+//! errors outside them go to stderr, and a lost device makes every later call return
+//! `Error::Gpu("device lost: …")`. `Gpu` is `Send + Sync`; on the GL backend its calls take
+//! turns on one lock (see `turn.rs`), because GL has a single context that wgpu gives up waiting
+//! for after a few seconds.
+
+mod turn;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
+pub(crate) use turn::TurnGuard;
+use turn::Turn;
 
 /// How to get an adapter when none can be had; part of every "no adapter" message.
 pub const NO_ADAPTER_HELP: &str = "shaderlens needs a wgpu adapter (Vulkan, Metal, DX12 or GL). \
@@ -22,6 +31,9 @@ On Linux without a GPU, install Mesa's CPU Vulkan driver lavapipe: \
 `apt-get install -y mesa-vulkan-drivers` (or `WGPU_BACKEND=gl` with Mesa's llvmpipe: \
 `apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri`). \
 WGPU_BACKEND, WGPU_ADAPTER_NAME and WGPU_POWER_PREF choose among adapters.";
+
+/// How long [`Gpu::read_bytes`] waits for a mapping callback after the GPU finished the copy.
+const READBACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A WGSL shader known to shaderlens: a name for the cache and error messages, and its source.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +52,17 @@ struct PipelineKey {
     constants: Vec<(&'static str, u64)>,
 }
 
+/// How [`Gpu::with_options`] opens a device.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// The limits to request; `None` asks for the adapter's own. Lower limits (each within the
+    /// adapter's) make a device that refuses what a smaller GPU would, e.g. for tests.
+    pub limits: Option<wgpu::Limits>,
+    /// Whether calls from several threads take turns on one lock: `None` serialises on the GL
+    /// backend only (one GL context), `Some(true)` always, `Some(false)` never.
+    pub serialize: Option<bool>,
+}
+
 /// A device and queue plus what shaderlens needs to dispatch on them.
 ///
 /// `Gpu` is `Send + Sync`: share one across threads behind an `Arc`.
@@ -51,6 +74,10 @@ pub struct Gpu {
     limits: wgpu::Limits,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     tune: crate::tune::TuneCache,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
+    turn: Turn,
+    dispatches: AtomicU64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -68,11 +95,25 @@ impl Gpu {
     /// adapter's real limits, not WebGPU's defaults, so that large buffers work where the hardware
     /// allows.
     pub fn new() -> Result<Self> {
-        pollster::block_on(Self::new_async())
+        Self::with_options(GpuOptions::default())
+    }
+
+    /// [`Gpu::new`] with the given limits instead of the adapter's (see [`GpuOptions::limits`]).
+    pub fn with_limits(limits: wgpu::Limits) -> Result<Self> {
+        Self::with_options(GpuOptions { limits: Some(limits), ..GpuOptions::default() })
+    }
+
+    /// [`Gpu::new`] with options.
+    pub fn with_options(options: GpuOptions) -> Result<Self> {
+        pollster::block_on(Self::open(options))
     }
 
     /// The async form of [`Gpu::new`], for applications that already run an executor.
     pub async fn new_async() -> Result<Self> {
+        Self::open(GpuOptions::default()).await
+    }
+
+    async fn open(options: GpuOptions) -> Result<Self> {
         let adapter = choose_adapter().await?;
         let info = adapter.get_info();
         let description = describe(&info);
@@ -81,7 +122,7 @@ impl Gpu {
         let desc = wgpu::DeviceDescriptor {
             label: Some("shaderlens"),
             required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
-            required_limits: adapter.limits(),
+            required_limits: options.limits.unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
         let (device, queue) = adapter
@@ -93,23 +134,67 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("shaderlens: uncaptured wgpu error: {e}");
         }));
-        Ok(Self::assemble(device, queue, description, info))
+        let gpu = Self::assemble(device, queue, description, info, options.serialize);
+        let lost = gpu.lost.clone();
+        gpu.device.set_device_lost_callback(move |reason, message| {
+            let mut lost = lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            *lost = Some(format!("{reason:?}: {message}"));
+        });
+        Ok(gpu)
     }
 
     /// Wraps a device and queue that a wgpu application already owns.
     ///
     /// shaderlens records into the caller's encoders and creates its own buffers and pipelines on
-    /// this device; it does not install an uncaptured-error handler (that is the application's).
+    /// this device; it installs neither an uncaptured-error handler nor a device-lost callback
+    /// (those are the application's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
         let description = describe(&info);
-        Self::assemble(device, queue, description, info)
+        Self::assemble(device, queue, description, info, None)
     }
 
-    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, info: wgpu::AdapterInfo) -> Self {
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, info: wgpu::AdapterInfo, serialize: Option<bool>) -> Self {
         let limits = device.limits();
-        let pipelines = Mutex::new(HashMap::new());
-        Self { device, queue, description, info, limits, pipelines, tune: crate::tune::TuneCache::from_env() }
+        let gl = info.backend == wgpu::Backend::Gl;
+        Self {
+            device,
+            queue,
+            description,
+            info,
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+            tune: crate::tune::TuneCache::from_env(),
+            lost: Arc::new(Mutex::new(None)),
+            turn: Turn::new(serialize.unwrap_or(gl)),
+            dispatches: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(Error::Gpu("device lost: …"))` once the device has been lost (driver reset, removed
+    /// GPU, `Device::destroy`), so that no call records onto a dead device.
+    pub fn check_alive(&self) -> Result<()> {
+        let lost = self.lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match lost.as_ref() {
+            Some(reason) => Err(Error::Gpu(format!("device lost: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes this thread's turn on the device (a no-op unless calls are serialised).
+    pub(crate) fn turn(&self) -> TurnGuard<'_> {
+        self.turn.take()
+    }
+
+    /// Whether calls from several threads take turns (on GL by default; see [`GpuOptions`]).
+    pub fn serialized(&self) -> bool {
+        self.turn.enabled()
+    }
+
+    /// How many compute dispatches shaderlens has recorded on this `Gpu` (for tests that check
+    /// that empty inputs dispatch nothing, and for profiling).
+    pub fn dispatch_count(&self) -> u64 {
+        self.dispatches.load(Ordering::Relaxed)
     }
 
     /// The wgpu device.
@@ -151,6 +236,7 @@ impl Gpu {
         constants: &[(&'static str, u64)],
     ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey { shader: shader.name, entry, constants: constants.to_vec() };
+        let _turn = self.turn();
         let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
@@ -180,13 +266,24 @@ impl Gpu {
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors, turning
     /// anything wgpu reports into an [`Error::Gpu`] instead of a panic.
+    /// It also takes this thread's turn for the whole of `f` (see [`GpuOptions::serialize`]), and
+    /// fails at once when the device is lost.
     pub fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _turn = self.turn();
+        self.check_alive()?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let errors = [validation.pop(), internal.pop(), oom.pop()].map(pollster::block_on);
-        if let Some(e) = errors.into_iter().flatten().next() {
+        let error = errors.into_iter().flatten().next();
+        if error.is_some() || out.is_err() {
+            // A lost device shows up first as errors on its objects; wgpu tells the device-lost
+            // callback only when it next polls. Poll, so that the error says what happened.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+            self.check_alive()?;
+        }
+        if let Some(e) = error {
             return Err(Error::Gpu(e.to_string()));
         }
         out
@@ -194,11 +291,24 @@ impl Gpu {
 
     /// A uniform buffer holding `params` (a `#[repr(C)]` struct that matches a WGSL struct).
     pub(crate) fn uniform<P: bytemuck::Pod>(&self, params: &P) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("shaderlens params"),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        })
+        self.buffer_with("shaderlens params", bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM)
+    }
+
+    /// A buffer holding `contents` (a multiple of 4 bytes), written through the queue before the
+    /// next submission. Not wgpu's `create_buffer_init`: that panics when the device is lost,
+    /// where this only makes an error for the surrounding scope.
+    pub(crate) fn buffer_with(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let _turn = self.turn();
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (contents.len() as u64).max(4),
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !contents.is_empty() {
+            self.queue.write_buffer(&buffer, 0, contents);
+        }
+        buffer
     }
 
     /// Records one dispatch of `pipeline` with the conventional bindings of every shaderlens
@@ -211,6 +321,8 @@ impl Gpu {
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
+        let _turn = self.turn();
+        self.dispatches.fetch_add(1, Ordering::Relaxed);
         let params = self.uniform(params);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
         for (i, b) in buffers.iter().enumerate() {
@@ -234,6 +346,8 @@ impl Gpu {
 
     /// Submits `encoder` and waits for the GPU to finish it.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        let _turn = self.turn();
+        self.check_alive()?;
         let index = self.queue.submit([encoder.finish()]);
         self.device
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
@@ -253,6 +367,8 @@ impl Gpu {
     /// This is the one place that maps buffers: `map_async` and `poll` change with most wgpu
     /// releases, so they live here and nowhere else.
     pub fn read_many(&self, buffers: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+        let _turn = self.turn();
+        self.check_alive()?;
         let mut encoder = self.encoder();
         let mut staging = Vec::with_capacity(buffers.len());
         for &(buffer, size) in buffers {
@@ -283,11 +399,30 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
-        for _ in 0..pending {
-            receiver
-                .recv()
-                .map_err(|_| Error::Gpu("readback callback never ran".into()))?
-                .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+        self.check_alive()?;
+        // A callback runs in whichever thread's poll gets to it first: maybe another one, a
+        // moment after our own poll returned. Wait for each, polling again now and then, but do
+        // not hang if the device is lost (a callback may then never run).
+        let deadline = std::time::Instant::now() + READBACK_TIMEOUT;
+        let mut mapped = 0;
+        while mapped < pending {
+            match receiver.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(result) => {
+                    result.map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;
+                    mapped += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    self.check_alive()?;
+                    return Err(Error::Gpu("readback callback was dropped without running".into()));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_alive()?;
+                    if std::time::Instant::now() > deadline {
+                        return Err(Error::Gpu(format!("readback did not complete within {READBACK_TIMEOUT:?}")));
+                    }
+                    let _ = self.device.poll(wgpu::PollType::Poll);
+                }
+            }
         }
         staging
             .iter()

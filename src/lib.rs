@@ -14,7 +14,7 @@ pub mod tensor;
 pub mod transformer;
 
 pub use error::{Error, Result};
-pub use gpu::Gpu;
+pub use gpu::{Gpu, GpuOptions};
 pub use tensor::GpuTensor;
 pub mod compare;
 pub mod fixture;

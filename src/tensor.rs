@@ -5,7 +5,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 use crate::gpu::Gpu;
 
 /// A contiguous, C-order float32 tensor in a GPU storage buffer.
@@ -27,6 +27,8 @@ impl GpuTensor {
     /// `max_storage_buffer_binding_size` or `max_buffer_size`.
     pub fn empty(gpu: &Gpu, shape: &[usize], name: &str) -> Result<Self> {
         let bytes = check_size(gpu, shape, name)?;
+        let _turn = gpu.turn();
+        gpu.check_alive()?;
         let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,
@@ -38,6 +40,7 @@ impl GpuTensor {
 
     /// Uploads an ndarray array (any layout; it is copied in C order).
     pub fn upload(gpu: &Gpu, array: ArrayViewD<'_, f32>, name: &str) -> Result<Self> {
+        let _turn = gpu.turn();
         let tensor = Self::empty(gpu, array.shape(), name)?;
         if !array.is_empty() {
             let data: Vec<f32> = match array.as_slice() {
@@ -47,6 +50,12 @@ impl GpuTensor {
             gpu.queue().write_buffer(&tensor.buffer, 0, bytemuck::cast_slice(&data));
         }
         Ok(tensor)
+    }
+
+    /// Checks, without touching the GPU, that a tensor of `shape` fits the device's binding and
+    /// buffer limits (the ops check their outputs with it before uploading anything).
+    pub fn check_fits(gpu: &Gpu, shape: &[usize], name: &str) -> Result<()> {
+        check_size(gpu, shape, name).map(|_| ())
     }
 
     /// Wraps a buffer the application already owns (it needs `STORAGE`, and `COPY_SRC` to be read
@@ -88,7 +97,7 @@ impl GpuTensor {
 
     /// The same data viewed with another shape of the same element count (no copy).
     pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
-        if shape.iter().product::<usize>() != self.len() {
+        if element_count(shape, "the new shape")? != self.len() {
             return Err(Error::Shape(format!(
                 "cannot view a tensor of shape {} as {}",
                 fmt_shape(&self.shape),
@@ -126,22 +135,30 @@ impl GpuTensor {
 /// Bytes a tensor of `shape` needs (at least 4, since wgpu buffers may not be empty), checked
 /// against the device's binding and buffer limits.
 fn check_size(gpu: &Gpu, shape: &[usize], name: &str) -> Result<u64> {
-    let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-    let bytes = elements.and_then(|e| e.checked_mul(4)).ok_or_else(|| {
-        Error::Shape(format!("{name} of shape {} has more elements than fit in 64 bits", fmt_shape(shape)))
-    })?;
+    let elements = element_count(shape, name)?;
+    // Saturating: a tensor of 2^62 floats needs more bytes than a u64 counts, and more than any
+    // device allows either way.
+    let bytes = u64::try_from(elements as u128 * 4).unwrap_or(u64::MAX);
     let limits = gpu.limits();
     let what = || format!("{name} of shape {}", fmt_shape(shape));
-    if bytes > u64::from(limits.max_storage_buffer_binding_size) {
+    if bytes > limits.max_storage_buffer_binding_size {
         return Err(Error::Limit {
             what: what(),
             limit: "max_storage_buffer_binding_size",
             needed: bytes,
-            allowed: u64::from(limits.max_storage_buffer_binding_size),
+            allowed: limits.max_storage_buffer_binding_size,
         });
     }
     if bytes > limits.max_buffer_size {
         return Err(Error::Limit { what: what(), limit: "max_buffer_size", needed: bytes, allowed: limits.max_buffer_size });
+    }
+    if bytes / 4 > u64::from(u32::MAX) {
+        return Err(Error::Limit {
+            what: what(),
+            limit: "32-bit element indices of the shaders",
+            needed: bytes / 4,
+            allowed: u64::from(u32::MAX),
+        });
     }
     Ok(bytes.max(4))
 }

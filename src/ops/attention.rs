@@ -174,6 +174,12 @@ pub fn run(
     want_pattern: bool,
 ) -> Result<(ArrayD<f32>, Option<ArrayD<f32>>)> {
     let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
+    for (name, shape) in [("q", q.shape()), ("k", k.shape()), ("v", v.shape()), ("attention out", &dims.out_shape())] {
+        GpuTensor::check_fits(gpu, shape, name)?;
+    }
+    if want_pattern {
+        check_pattern_fits(gpu, &dims, "pattern")?;
+    }
     let mut arrays = super::run_many(gpu, |encoder| {
         // Allocate the outputs first, so that a pattern too large for the device fails before
         // any upload.
@@ -198,6 +204,9 @@ pub fn run_scores(
     scale: f32,
 ) -> Result<ArrayD<f32>> {
     let dims = attention_shapes(q.shape(), k.shape(), k.shape())?;
+    GpuTensor::check_fits(gpu, q.shape(), "q")?;
+    GpuTensor::check_fits(gpu, k.shape(), "k")?;
+    check_pattern_fits(gpu, &dims, "scores")?;
     super::run_single(gpu, |encoder| {
         let scores = empty_pattern(gpu, &dims, "scores")?;
         let (q, k) = (GpuTensor::upload(gpu, q, "q")?, GpuTensor::upload(gpu, k, "k")?);
@@ -209,7 +218,14 @@ pub fn run_scores(
 /// Allocates a \[B, H, Sq, Sk\] tensor; when it exceeds a device limit, says so in terms of the
 /// pattern (or scores) and points to the fused path.
 pub(crate) fn empty_pattern(gpu: &Gpu, dims: &AttentionDims, name: &str) -> Result<GpuTensor> {
-    GpuTensor::empty(gpu, &dims.pattern_shape(), &format!("attention {name}")).map_err(|e| match e {
+    check_pattern_fits(gpu, dims, name)?;
+    GpuTensor::empty(gpu, &dims.pattern_shape(), &format!("attention {name}"))
+}
+
+/// Checks, before any GPU work, that a \[B, H, Sq, Sk\] pattern (or scores) tensor fits the
+/// device; the error names the limit and points to the fused path.
+pub(crate) fn check_pattern_fits(gpu: &Gpu, dims: &AttentionDims, name: &str) -> Result<()> {
+    GpuTensor::check_fits(gpu, &dims.pattern_shape(), &format!("attention {name}")).map_err(|e| match e {
         Error::Limit { limit, needed, allowed, .. } => Error::Limit {
             what: format!(
                 "the attention {name} {} (B·H·Sq·Sk floats; ask for no pattern and no scores to take the fused \

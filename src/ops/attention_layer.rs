@@ -22,7 +22,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
-use crate::ops::attention::empty_pattern;
+use crate::ops::attention::{check_pattern_fits, empty_pattern};
 use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
 use crate::reference::attention::AttentionDims;
 use crate::reference::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
@@ -186,7 +186,17 @@ pub fn run(
     weights: &AttentionWeights<ArrayViewD<'_, f32>>,
     request: Request,
 ) -> Result<LayerOutputs<ArrayD<f32>>> {
-    attention_layer_shapes(x.shape(), &weights.map(|_, a| a.shape()))?;
+    let dims = attention_layer_shapes(x.shape(), &weights.map(|_, a| a.shape()))?;
+    GpuTensor::check_fits(gpu, x.shape(), "x")?;
+    weights.try_map(|name, a| GpuTensor::check_fits(gpu, a.shape(), name))?;
+    let per_head = [dims.batch, dims.seq, dims.heads, dims.d_head];
+    GpuTensor::check_fits(gpu, &per_head, "attention_layer q, k, v and z")?;
+    GpuTensor::check_fits(gpu, &[dims.batch, dims.seq, dims.d_model], "attention_layer out")?;
+    for (wanted, name) in [(request.pattern, "pattern"), (request.attn_scores, "scores")] {
+        if wanted {
+            check_pattern_fits(gpu, &attention_dims(&dims), name)?;
+        }
+    }
     let arrays = super::run_many(gpu, |encoder| {
         let x = GpuTensor::upload(gpu, x.view(), "x")?;
         let weights = weights.try_map(|name, a| GpuTensor::upload(gpu, a.view(), name))?;

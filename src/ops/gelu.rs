@@ -66,6 +66,8 @@ pub fn record(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, kind: Gelu, x: &Gpu
 
 /// Uploads `x`, runs the kernel, and reads the result back.
 pub fn run(gpu: &Gpu, kind: Gelu, x: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
+    // out has x's shape: checking x checks both, before anything is uploaded.
+    GpuTensor::check_fits(gpu, x.shape(), "x")?;
     super::run_single(gpu, |encoder| {
         let x = GpuTensor::upload(gpu, x, "x")?;
         record(gpu, encoder, kind, &x)

@@ -172,6 +172,8 @@ pub fn run_full_with(
 ) -> Result<(ArrayD<f32>, ArrayD<f32>)> {
     check_shapes(x.shape(), affine.as_ref().map(|(w, b)| (w.shape(), b.shape())))?;
     check_eps(f64::from(eps))?;
+    GpuTensor::check_fits(gpu, x.shape(), "x")?;
+    GpuTensor::check_fits(gpu, &scale_shape(x.shape()), "layer_norm scale")?;
     let outputs = super::run_many(gpu, |encoder| {
         let xt = GpuTensor::upload(gpu, x, "x")?;
         let affine = match affine {

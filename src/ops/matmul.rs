@@ -16,7 +16,6 @@
 //! per batch dimension. The host twin is [`crate::reference::matmul::matmul`].
 
 use ndarray::{ArrayD, ArrayViewD};
-use wgpu::util::DeviceExt;
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
@@ -135,11 +134,7 @@ fn dispatch(
     }
     let offsets: Vec<[u32; 2]> =
         dims.pairs.iter().map(|&(i, j)| [(i as u64 * m * k) as u32, (j as u64 * k * n) as u32]).collect();
-    let offsets = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("matmul batch offsets"),
-        contents: bytemuck::cast_slice(&offsets),
-        usage: wgpu::BufferUsages::STORAGE,
-    });
+    let offsets = gpu.buffer_with("matmul batch offsets", bytemuck::cast_slice(&offsets), wgpu::BufferUsages::STORAGE);
     let params = Params {
         m: m as u32,
         n: n as u32,
@@ -165,8 +160,11 @@ pub fn record(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &
 
 /// Uploads `a` and `b`, runs the kernel, and reads the result back.
 pub fn run(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
-    // Check shapes before uploading anything.
-    crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    // Check shapes and sizes before uploading anything.
+    let out_shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    for (name, shape) in [("a", a.shape()), ("b", b.shape()), ("matmul out", out_shape.as_slice())] {
+        GpuTensor::check_fits(gpu, shape, name)?;
+    }
     super::run_single(gpu, |encoder| {
         let a = GpuTensor::upload(gpu, a, "a")?;
         let b = GpuTensor::upload(gpu, b, "b")?;

@@ -74,6 +74,7 @@ pub fn run(gpu: &Gpu, x: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
 /// [`run`] with the row path chosen by the caller.
 pub fn run_with(gpu: &Gpu, x: ArrayViewD<'_, f32>, path: RowPath) -> Result<ArrayD<f32>> {
     check_shape(x.shape())?;
+    GpuTensor::check_fits(gpu, x.shape(), "x")?;
     super::run_single(gpu, |encoder| {
         let x = GpuTensor::upload(gpu, x, "x")?;
         let out = GpuTensor::empty(gpu, x.shape(), "softmax out")?;

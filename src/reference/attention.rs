@@ -6,9 +6,9 @@
 //! and a zero output row. [`attention_shapes`] is the one shape check: the GPU op calls it too, so
 //! host and GPU reject the same inputs with the same words.
 
-use ndarray::{s, Array4, ArrayD, ArrayView4, ArrayViewD, Ix4};
+use ndarray::{s, ArrayD, ArrayView4, ArrayViewD, Ix4};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 
 /// The sizes of one attention call: q \[B,H,Sq,D\], k \[B,H,Sk,D\], v \[B,H,Sk,Dv\].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,8 @@ impl AttentionDims {
     /// How many keys query `i` sees: all `Sk`, or under the causal mask the keys `j <= i + Sk - Sq`.
     pub fn visible(&self, causal: bool, i: usize) -> usize {
         if causal {
-            (i + 1 + self.sk).saturating_sub(self.sq).min(self.sk)
+            // Sk less the queries after i (Sq - i - 1), without overflowing for any sizes.
+            self.sk.saturating_sub(self.sq.saturating_sub(i.saturating_add(1)))
         } else {
             self.sk
         }
@@ -82,7 +83,11 @@ pub fn attention_shapes(q: &[usize], k: &[usize], v: &[usize]) -> Result<Attenti
     if v[2] != k[2] {
         return Err(differ("v", v, "k", k, "key counts", v[2], k[2]));
     }
-    Ok(AttentionDims { batch: q[0], heads: q[1], sq: q[2], sk: k[2], d: q[3], dv: v[3] })
+    let dims = AttentionDims { batch: q[0], heads: q[1], sq: q[2], sk: k[2], d: q[3], dv: v[3] };
+    let inputs = || format!("(q {}, k {}, v {})", fmt_shape(q), fmt_shape(k), fmt_shape(v));
+    element_count(&dims.out_shape(), &format!("attention out {}", inputs()))?;
+    element_count(&dims.pattern_shape(), &format!("attention pattern {}", inputs()))?;
+    Ok(dims)
 }
 
 /// The pre-softmax scores `scale q kᵀ` \[B,H,Sq,Sk\], `-inf` where the causal mask hides a key
@@ -96,7 +101,11 @@ pub fn attention_scores(
     scale: f64,
 ) -> Result<ArrayD<f64>> {
     let (dims, q, k, _) = views(q, k, v)?;
-    let mut scores = Array4::<f64>::from_elem(dims.pattern_shape(), f64::NEG_INFINITY);
+    let scores = super::filled(&dims.pattern_shape(), f64::NEG_INFINITY, "attention scores")?;
+    let mut scores = scores.into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
+    if scores.is_empty() {
+        return Ok(scores.into_dyn());
+    }
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.sq {
@@ -121,23 +130,30 @@ pub fn attention(
     let scores = attention_scores(q.view(), k.view(), v.view(), causal, scale)?;
     let (dims, _, _, v) = views(q, k, v)?;
     let mut pattern = scores.into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
-    let mut out = Array4::<f64>::zeros(dims.out_shape());
+    let out = super::filled(&dims.out_shape(), 0.0, "attention out")?;
+    let mut out = out.into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
+    if out.is_empty() && pattern.is_empty() {
+        return Ok((out.into_dyn(), pattern.into_dyn()));
+    }
     for b in 0..dims.batch {
         for h in 0..dims.heads {
             for i in 0..dims.sq {
                 let n = dims.visible(causal, i);
                 let mut row = pattern.slice_mut(s![b, h, i, ..]);
-                if n == 0 {
+                // Shift by the maximum over the visible keys: exp never overflows and the largest
+                // term is exactly 1, whatever the logits' magnitude. As in numpy, a NaN maximum
+                // (or an infinite one, through inf - inf) makes the row NaN; a row that sees no
+                // key, or only -inf scores, is all 0 (SPEC's softmax of an all -inf row).
+                let max = row.slice(s![..n]).fold(f64::NEG_INFINITY, |m, &x| if x > m || x.is_nan() { x } else { m });
+                if max == f64::NEG_INFINITY {
                     row.fill(0.0);
                     continue;
                 }
-                // Shift by the maximum over the visible keys: exp never overflows and the largest
-                // term is exactly 1, whatever the logits' magnitude.
-                let max = row.slice(s![..n]).fold(f64::NEG_INFINITY, |m, &x| m.max(x));
                 row.slice_mut(s![..n]).mapv_inplace(|x| (x - max).exp());
                 let sum = row.slice(s![..n]).sum();
                 row.slice_mut(s![..n]).mapv_inplace(|x| x / sum);
-                row.slice_mut(s![n..]).fill(0.0);
+                // numpy's hidden entries are exp(-inf) / sum: 0, or NaN when the sum is NaN.
+                row.slice_mut(s![n..]).fill(if sum.is_nan() { f64::NAN } else { 0.0 });
                 let p = row.slice(s![..n]);
                 out.slice_mut(s![b, h, i, ..]).assign(&p.dot(&v.slice(s![b, h, ..n, ..])));
             }

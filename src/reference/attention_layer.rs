@@ -8,7 +8,7 @@
 
 use ndarray::{s, Array2, Array4, ArrayD, ArrayView2, ArrayView3, ArrayViewD, Ix1};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 use crate::reference::attention::attention_scores;
 
 /// The weights of one attention layer, under TransformerLens's names: `W_Q` `W_K` `W_V`
@@ -134,7 +134,12 @@ pub fn attention_layer_shapes(x: &[usize], w: &AttentionWeights<&[usize]>) -> Re
             )));
         }
     }
-    Ok(LayerDims { batch: x[0], seq: x[1], d_model: dm, heads: h, d_head: dh })
+    let dims = LayerDims { batch: x[0], seq: x[1], d_model: dm, heads: h, d_head: dh };
+    let (b, s) = (dims.batch, dims.seq);
+    for (what, shape) in [("rows", vec![b, s]), ("q, k, v and z", vec![b, s, h, dh]), ("pattern", vec![b, h, s, s])] {
+        element_count(&shape, &format!("attention_layer {what} (x {}, W_Q {})", fmt_shape(x), fmt_shape(w.w_q)))?;
+    }
+    Ok(dims)
 }
 
 /// Everything the layer computes, in float64, under TransformerLens's layouts.
@@ -164,7 +169,8 @@ pub fn attention_layer(x: ArrayViewD<'_, f64>, w: &AttentionWeights<ArrayViewD<'
     let rows = x.to_shape((batch * seq, d_model)).map_err(shape_err)?;
     // q, k, v as [B, S, H, d_head]: one (B·S x d_model) @ (d_model x d_head) product per head.
     let project = |w: ArrayView3<'_, f64>, b: ArrayView2<'_, f64>| {
-        let mut out = Array4::<f64>::zeros((batch, seq, heads, d_head));
+        let out = crate::reference::filled(&[batch, seq, heads, d_head], 0.0, "attention_layer q, k or v")?;
+        let mut out = out.into_dimensionality::<ndarray::Ix4>().map_err(shape_err)?;
         for h in 0..heads {
             let y = rows.dot(&w.slice(s![h, .., ..])) + b.slice(s![h, ..]);
             let y = y.to_shape((batch, seq, d_head)).map_err(shape_err)?;

@@ -1,4 +1,7 @@
 //! Host references for `gelu` (tanh form) and `gelu_erf`, in float64.
+//!
+//! Any shape is valid (elementwise), so these cannot fail. Non-finite inputs give what numpy gives
+//! for SPEC's formulas: `gelu(+inf) = +inf`, `gelu(-inf) = -inf · 0 = NaN`, `gelu(NaN) = NaN`.
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -28,6 +31,9 @@ pub fn gelu_erf(x: f64) -> f64 {
 pub fn erfc(z: f64) -> f64 {
     if z.is_nan() {
         return f64::NAN;
+    }
+    if z.is_infinite() {
+        return if z > 0.0 { 0.0 } else { 2.0 };
     }
     let a = z.abs();
     let tail = if a < 2.5 {
@@ -99,5 +105,16 @@ mod tests {
         }
         assert_eq!(gelu_erf(1e4), 1e4);
         assert_eq!(gelu_tanh(-1e4), 0.0);
+    }
+
+    #[test]
+    fn non_finite_inputs_follow_numpy() {
+        // numpy's 0.5 x (1 + f(x)) gives inf at +inf and -inf * 0 = NaN at -inf.
+        for f in [gelu_tanh, gelu_erf] {
+            assert_eq!(f(f64::INFINITY), f64::INFINITY);
+            assert!(f(f64::NEG_INFINITY).is_nan());
+            assert!(f(f64::NAN).is_nan());
+        }
+        assert_eq!((erfc(f64::INFINITY), erfc(f64::NEG_INFINITY)), (0.0, 2.0));
     }
 }

@@ -6,9 +6,9 @@
 //! summed, so rows whose mean is far larger than their spread keep their spread. Without `w` and
 //! `b` this is TransformerLens's `LNPre`; `scale` is what TransformerLens caches as `hook_scale`.
 
-use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, Ix1, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayView1, ArrayViewD, Axis, Ix1, Zip};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 
 /// Checks `x [..., N]` (rank ≥ 1) and, when given, `w [N]` and `b [N]`; returns `(rows, n)`.
 pub fn check_shapes(x: &[usize], affine: Option<(&[usize], &[usize])>) -> Result<(usize, usize)> {
@@ -29,7 +29,8 @@ pub fn check_shapes(x: &[usize], affine: Option<(&[usize], &[usize])>) -> Result
             }
         }
     }
-    Ok((batch.iter().product(), n))
+    element_count(x, "layer_norm x")?;
+    Ok((element_count(batch, "layer_norm x's rows")?, n))
 }
 
 /// Checks that `eps` is a finite number ≥ 0.
@@ -66,7 +67,10 @@ pub fn layer_norm_full(
     check_eps(eps)?;
     let last = Axis(x.ndim() - 1);
     let mut out = x.to_owned();
-    let mut scale = ArrayD::<f64>::zeros(IxDyn(&scale_shape(x.shape())));
+    let mut scale = super::filled(&scale_shape(x.shape()), 0.0, "layer_norm scale")?;
+    if scale.is_empty() {
+        return Ok((out, scale));
+    }
     let affine = match affine {
         Some((w, b)) => Some((to_vector(w)?, to_vector(b)?)),
         None => None,
@@ -94,7 +98,7 @@ fn to_vector(a: ArrayViewD<'_, f64>) -> Result<ArrayView1<'_, f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{arr1, arr2};
+    use ndarray::{arr1, arr2, IxDyn};
 
     #[test]
     fn normalises_and_applies_affine() {

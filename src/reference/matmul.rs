@@ -6,7 +6,7 @@
 
 use ndarray::{s, ArrayD, ArrayView3, ArrayViewD, Axis, Ix3, IxDyn};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 
 /// The sizes of one `matmul`: the broadcast batch shape, `M`, `K`, `N`, and which matrix of `a`
 /// and of `b` each output batch multiplies.
@@ -21,7 +21,8 @@ pub struct MatmulDims {
     /// Columns of `b` and of the output.
     pub n: usize,
     /// For each output batch in C order, `(i, j)`: it is `a`'s matrix `i` times `b`'s matrix `j`,
-    /// each counted in C order over that input's own batch dimensions.
+    /// each counted in C order over that input's own batch dimensions. Empty when the output has
+    /// no elements (there is nothing to multiply, however many batches the shape names).
     pub pairs: Vec<(usize, usize)>,
 }
 
@@ -48,8 +49,11 @@ pub fn batch_pairs(a: &[usize], b: &[usize]) -> Result<MatmulDims> {
     let (batch, m, k, n) = check(a, b)?;
     let a_batch = &a[..a.len() - 2];
     let b_batch = &b[..b.len() - 2];
-    let count: usize = batch.iter().product();
-    let mut pairs = Vec::with_capacity(count);
+    let count = if m == 0 || n == 0 { 0 } else { element_count(&batch, "matmul batch")? };
+    let mut pairs = Vec::new();
+    pairs.try_reserve_exact(count).map_err(|_| {
+        Error::Input(format!("matmul of a {} and b {}: cannot allocate {count} batch pairs", fmt_shape(a), fmt_shape(b)))
+    })?;
     let mut index = vec![0usize; batch.len()];
     for _ in 0..count {
         pairs.push((linear_index(&index, a_batch), linear_index(&index, b_batch)));
@@ -111,6 +115,9 @@ fn check(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize)> 
         }
         batch.push(if da == 1 { db } else { da });
     }
+    let mut out = batch.clone();
+    out.extend([m, n]);
+    element_count(&out, &format!("matmul output (a {} @ b {})", fmt_shape(a), fmt_shape(b)))?;
     Ok((batch, m, k, n))
 }
 
@@ -121,18 +128,22 @@ fn check(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize)> 
 pub fn matmul(a: ArrayViewD<'_, f64>, b: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
     let dims = batch_pairs(a.shape(), b.shape())?;
     let (m, n) = (dims.m, dims.n);
+    let mut out = super::filled(&dims.out_shape(), 0.0, "matmul output")?;
+    if out.is_empty() {
+        return Ok(out);
+    }
     let a = a.as_standard_layout();
     let b = b.as_standard_layout();
     let shape_err = |e: ndarray::ShapeError| Error::Shape(format!("matmul reshaping: {e}"));
     let a3 = as_stack(a.view()).map_err(shape_err)?;
     let b3 = as_stack(b.view()).map_err(shape_err)?;
-    let mut out = ndarray::Array3::<f64>::zeros((dims.pairs.len(), m, n));
-    for (mut dst, &(i, j)) in out.axis_iter_mut(Axis(0)).zip(&dims.pairs) {
+    let mut out3 = out.view_mut().into_shape_with_order((dims.pairs.len(), m, n)).map_err(shape_err)?;
+    for (mut dst, &(i, j)) in out3.axis_iter_mut(Axis(0)).zip(&dims.pairs) {
         let am = a3.slice(s![i, .., ..]);
         let bm = b3.slice(s![j, .., ..]);
         dst.assign(&am.dot(&bm));
     }
-    out.into_shape_with_order(IxDyn(&dims.out_shape())).map_err(shape_err)
+    Ok(out)
 }
 
 /// A C-contiguous `[..., R, C]` view as a stack of matrices `[count, R, C]`.

@@ -2,17 +2,21 @@
 //! op shares.
 //!
 //! Each row is shifted by its maximum before `exp`, so logits of any finite magnitude work; `-inf`
-//! entries give 0 and a row that is entirely `-inf` gives all 0 (not `0/0`).
+//! entries give 0 and a row that is entirely `-inf` gives all 0 (not `0/0`). Otherwise NaN and
+//! `+inf` behave as in numpy: a row holding either is NaN throughout (`inf - inf` is NaN).
 
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{element_count, fmt_shape, Error, Result};
 
 /// Checks that `x` can be softmaxed along its last axis (rank ≥ 1); returns `(rows, n)`, the
 /// number of rows and the row length.
 pub fn check_shape(x: &[usize]) -> Result<(usize, usize)> {
     match x.split_last() {
-        Some((&n, batch)) => Ok((batch.iter().product(), n)),
+        Some((&n, batch)) => {
+            element_count(x, "softmax x")?;
+            Ok((element_count(batch, "softmax x's rows")?, n))
+        }
         None => Err(Error::Shape(format!(
             "softmax needs x of rank >= 1 (x [..., N], along the last axis) but x is a scalar of shape {}",
             fmt_shape(x)
@@ -24,9 +28,13 @@ pub fn check_shape(x: &[usize]) -> Result<(usize, usize)> {
 pub fn softmax(x: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
     check_shape(x.shape())?;
     let mut out = x.to_owned();
+    if out.is_empty() {
+        return Ok(out);
+    }
     let last = Axis(out.ndim() - 1);
     for mut row in out.lanes_mut(last) {
-        let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        // numpy's max: a NaN anywhere makes the maximum (and so the whole row) NaN.
+        let max = row.fold(f64::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
         if max == f64::NEG_INFINITY {
             // Every entry is -inf (or the row is empty): all zero rather than 0/0.
             row.fill(0.0);

@@ -9,7 +9,7 @@
 //! [`hooks`] passes through one function, which applies the interventions on it and caches it
 //! when asked, exactly where the GPU forward does.
 
-use ndarray::{s, Array4, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
+use ndarray::{s, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::reference::attention::attention_scores;
@@ -50,8 +50,8 @@ pub fn forward(
 
     let w_e = weights.w_e.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
     let w_pos = weights.w_pos.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
-    let mut embed = ArrayD::<f64>::zeros(IxDyn(&[batch, seq, dm]));
-    let mut pos = ArrayD::<f64>::zeros(IxDyn(&[batch, seq, dm]));
+    let mut embed = super::filled(&[batch, seq, dm], 0.0, "hook_embed")?;
+    let mut pos = super::filled(&[batch, seq, dm], 0.0, "hook_pos_embed")?;
     for ((b, t), &token) in tokens.indexed_iter().map(|(i, v)| ((i[0], i[1]), v)) {
         embed.slice_mut(s![b, t, ..]).assign(&w_e.row(token as usize));
         pos.slice_mut(s![b, t, ..]).assign(&w_pos.row(t));
@@ -153,7 +153,8 @@ fn attention(
     let (heads, d_head) = (config.n_heads, config.d_head);
     let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
     let project = |w: &ArrayD<f64>, b: &ArrayD<f64>| -> Result<ArrayD<f64>> {
-        let mut out = Array4::<f64>::zeros((batch, seq, heads, d_head));
+        let out = super::filled(&[batch, seq, heads, d_head], 0.0, "hook_q, hook_k or hook_v")?;
+        let mut out = out.into_dimensionality::<Ix4>().map_err(shape_err)?;
         for h in 0..heads {
             let wh = w.slice(s![h, .., ..]).into_dimensionality::<Ix2>().map_err(shape_err)?;
             let y = rows.dot(&wh) + b.slice(s![h, ..]);
@@ -170,7 +171,8 @@ fn attention(
     let pattern = run.hook(&format!("{prefix}.attn.hook_pattern"), masked_softmax(&scores))?;
     let pattern4 = pattern.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
     let v4 = v.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
-    let mut z = Array4::<f64>::zeros((batch, seq, heads, d_head));
+    let z = super::filled(&[batch, seq, heads, d_head], 0.0, "hook_z")?;
+    let mut z = z.into_dimensionality::<Ix4>().map_err(shape_err)?;
     for b in 0..batch {
         for h in 0..heads {
             for i in 0..seq {

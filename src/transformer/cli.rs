@@ -13,13 +13,14 @@
 //! with 1-pixel white gaps between cells.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Axis, Ix4};
-use ndarray_npy::{NpzWriter, ReadNpyError};
+use ndarray_npy::NpzWriter;
 
 use crate::error::{Error, Result};
+use crate::fixture::NpyArray;
 use crate::gpu::Gpu;
 use crate::transformer::{Model, Names, Options};
 
@@ -85,17 +86,15 @@ pub fn run(gpu: &Gpu, args: &RunArgs) -> Result<String> {
 /// Reads tokens \[B, S\] from an int64 or int32 npy file.
 pub fn read_tokens(path: &Path) -> Result<ArrayD<i64>> {
     let file_error = |message: String| Error::File { path: path.display().to_string(), message };
-    let open = || File::open(path).map_err(|e| file_error(format!("cannot open: {e}")));
-    match ndarray_npy::ReadNpyExt::read_npy(open()?) {
-        Ok(a) => return Ok(a),
-        Err(ReadNpyError::WrongDescriptor(_)) => {}
-        Err(e) => return Err(file_error(format!("not a readable npy file: {e}"))),
+    let file = File::open(path).map_err(|e| file_error(format!("cannot open: {e}")))?;
+    // The fixture reader's npy parser: it checks the header against the bytes before allocating.
+    let array = crate::fixture::read_npy(&mut BufReader::new(file))
+        .map_err(|e| file_error(format!("not a readable npy file: {e}")))?;
+    match array {
+        NpyArray::I64(a) => Ok(a),
+        NpyArray::I32(a) => Ok(a.mapv(i64::from)),
+        other => Err(file_error(format!("tokens are {} but must be int64 or int32", other.describe()))),
     }
-    let a: ArrayD<i32> = ndarray_npy::ReadNpyExt::read_npy(open()?).map_err(|e| match e {
-        ReadNpyError::WrongDescriptor(d) => file_error(format!("tokens are {d} but must be int64 or int32")),
-        e => file_error(format!("not a readable npy file: {e}")),
-    })?;
-    Ok(a.mapv(i64::from))
 }
 
 /// The pixel size of one pattern cell for S positions: S magnified to at least 64 pixels.

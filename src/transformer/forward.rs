@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 
 use ndarray::ArrayViewD;
-use wgpu::util::DeviceExt;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -101,11 +100,7 @@ pub(super) fn record(
     let config = &model.config;
     let weights = &model.weights;
     let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect(); // checked: 0 <= t < d_vocab
-    let token_buffer = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("tokens"),
-        contents: bytemuck::cast_slice(&ids),
-        usage: wgpu::BufferUsages::STORAGE,
-    });
+    let token_buffer = gpu.buffer_with("tokens", bytemuck::cast_slice(&ids), wgpu::BufferUsages::STORAGE);
     let resid_shape = pass.resid_shape();
 
     // The embedding: one fused kernel unless hook_embed or hook_pos_embed is wanted.
