@@ -70,8 +70,10 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     description: String,
+    info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    tune: crate::tune::TuneCache,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
     turn: Turn,
@@ -115,9 +117,11 @@ impl Gpu {
         let adapter = choose_adapter().await?;
         let info = adapter.get_info();
         let description = describe(&info);
+        // Timestamp queries let `bench` and the autotuner time kernels on the GPU's own clock;
+        // requested only where the adapter has them (they cost nothing unless used).
         let desc = wgpu::DeviceDescriptor {
             label: Some("shaderlens"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: options.limits.unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
@@ -130,7 +134,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             eprintln!("shaderlens: uncaptured wgpu error: {e}");
         }));
-        let gpu = Self::assemble(device, queue, description, options.serialize);
+        let gpu = Self::assemble(device, queue, description, info, options.serialize);
         let lost = gpu.lost.clone();
         gpu.device.set_device_lost_callback(move |reason, message| {
             let mut lost = lost.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -145,19 +149,22 @@ impl Gpu {
     /// this device; it installs neither an uncaptured-error handler nor a device-lost callback
     /// (those are the application's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        let description = describe(&device.adapter_info());
-        Self::assemble(device, queue, description, None)
+        let info = device.adapter_info();
+        let description = describe(&info);
+        Self::assemble(device, queue, description, info, None)
     }
 
-    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, serialize: Option<bool>) -> Self {
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, info: wgpu::AdapterInfo, serialize: Option<bool>) -> Self {
         let limits = device.limits();
-        let gl = device.adapter_info().backend == wgpu::Backend::Gl;
+        let gl = info.backend == wgpu::Backend::Gl;
         Self {
             device,
             queue,
             description,
+            info,
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            tune: crate::tune::TuneCache::from_env(),
             lost: Arc::new(Mutex::new(None)),
             turn: Turn::new(serialize.unwrap_or(gl)),
             dispatches: AtomicU64::new(0),
@@ -203,6 +210,16 @@ impl Gpu {
     /// The device's limits (the adapter's own, when opened by [`Gpu::new`]).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The adapter's name, vendor, device type and backend as wgpu reports them.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The autotuner's settings and remembered winners for this device (see [`crate::tune`]).
+    pub fn tune(&self) -> &crate::tune::TuneCache {
+        &self.tune
     }
 
     /// A one-line description of the adapter and backend, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.

@@ -3,10 +3,13 @@
 //! checks both. The README follows (its examples are compiled as doc tests).
 #![doc = include_str!("../README.md")]
 
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
+pub mod timing;
+pub mod tune;
 pub mod tensor;
 pub mod transformer;
 

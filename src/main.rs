@@ -1,12 +1,14 @@
 //! The `shaderlens` command line: `verify` checks fixtures against the host references and the GPU
 //! kernels (SPEC's contract, exit codes 0/1/2); `run` runs a TransformerLens-format model on
-//! tokens and writes its logits, activations and attention patterns.
+//! tokens and writes its logits, activations and attention patterns; `bench` times every op on the
+//! adapter next to the host reference (the logic is in `shaderlens::bench`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use shaderlens::bench;
 use shaderlens::transformer::cli::RunArgs;
 use shaderlens::verify::{self, Status};
 use shaderlens::Gpu;
@@ -31,6 +33,32 @@ enum Command {
         /// Fixture files or folders.
         #[arg(default_value = "fixtures")]
         paths: Vec<PathBuf>,
+    },
+    /// Time every op (or only OP) at the shapes small transformers use, with the float64 host
+    /// reference beside it: median GPU time, GFLOP/s or GB/s, fraction of the adapter's peak.
+    ///
+    /// Large sizes (matmul 2048^3 and 4096^3, the transformer on 64 games) run by default on GPUs, on CPU adapters only with
+    /// --large or SHADERLENS_BENCH_LARGE=1. Exit codes: 0 every case ran; 1 some case failed; 2 the
+    /// command line was wrong or no adapter could be had.
+    Bench {
+        /// One op: matmul, gelu, softmax, layer_norm, attention or transformer (the whole forward).
+        op: Option<String>,
+        /// One JSON object per row on stdout instead of text lines.
+        #[arg(long)]
+        json: bool,
+        /// Tiny shapes and a single timed run each (a smoke test, not a measurement).
+        #[arg(long)]
+        quick: bool,
+        /// Include the large sizes on CPU adapters too.
+        #[arg(long)]
+        large: bool,
+        /// Also one row per kernel variant, not just the one the op chooses.
+        #[arg(long)]
+        variants: bool,
+        /// Only this shape of OP, comma-separated (matmul: M,K,N; attention: B,H,S,D; transformer:
+        /// B,S,layers,d_model; the others: the input's shape).
+        #[arg(long, value_delimiter = ',', requires = "op")]
+        shape: Option<Vec<usize>>,
     },
     /// Run a model (SPEC's TransformerLens format) on tokens; write logits and cached activations
     /// to an npz, and optionally the attention patterns of the first sequence as a PNG.
@@ -64,8 +92,60 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify { json, paths } => run_verify(json, &paths),
+        Command::Bench { op, json, quick, large, variants, shape } => {
+            let mut options = bench::Options { op, shape, large, variants, ..bench::Options::default() };
+            options.quick = quick;
+            run_bench(options, json)
+        }
         Command::Run { model, weights, tokens, out, cache, pattern_png } => {
             run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
+        }
+    }
+}
+
+fn run_bench(wanted: bench::Options, json: bool) -> ExitCode {
+    if let Err(e) = bench::cases::list(wanted.op.as_deref(), wanted.shape.as_deref(), wanted.quick, wanted.large) {
+        eprintln!("bench: {e}");
+        return ExitCode::from(2);
+    }
+    let gpu = match Gpu::new() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut options = bench::Options::new(&gpu, wanted.op);
+    if wanted.quick {
+        options = options.quick();
+    }
+    options.large |= wanted.large;
+    options.variants = wanted.variants;
+    options.shape = wanted.shape;
+    let clock = shaderlens::timing::Timer::new(&gpu).clock().as_str();
+    let header = format!("adapter: {}\nclock: {clock}", gpu.description());
+    if json {
+        eprintln!("{header}");
+    } else {
+        println!("{header}\n{}", bench::HEADER);
+    }
+    let emit = |row: &bench::Row| {
+        if json {
+            match serde_json::to_string(row) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("bench: cannot write JSON for {} {:?}: {e}", row.op, row.shape),
+            }
+        } else {
+            println!("{}", bench::line(row));
+        }
+    };
+    let failed = |case: &bench::cases::Case, e: &shaderlens::Error| eprintln!("bench: {} {:?} failed: {e}", case.op, case.shape);
+    match bench::run(&gpu, &options, emit, failed) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
         }
     }
 }

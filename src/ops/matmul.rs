@@ -1,11 +1,13 @@
 //! `matmul` on the GPU: numpy `matmul` of float32 arrays, `a [..., M, K] @ b [..., K, N] ->
 //! [..., M, N]`, batch dimensions broadcast.
 //!
-//! One dispatch of `shaders/matmul.wgsl`, register-blocked without workgroup memory: when K and N
-//! are multiples of 4 the `matmul_vec4` kernel (8x8 outputs an invocation, 8x8 invocations, a
-//! 64x64 tile, vec4 loads), otherwise the scalar `matmul` kernel (4x4 outputs an invocation, a
-//! 32x32 tile). All (batch, tile) workgroups are flattened into one linear index on a 2-D grid,
-//! so any number of batches and tiles dispatches at once.
+//! One dispatch of one of several kernels ([`Variant`]): register-blocked kernels without
+//! workgroup memory in `shaders/matmul.wgsl` (vec4 loads when K and N are multiples of 4, scalar
+//! otherwise) and a double-buffered workgroup-memory kernel in `shaders/matmul_tiled.wgsl`. Which
+//! one a call uses is decided per device and shape bucket by [`choose`] (autotuned, see
+//! [`autotune`]); [`record_with`] and [`run_with`] run a given one. All (batch, tile) workgroups
+//! are flattened into one linear index on a 2-D grid, so any number of batches and tiles
+//! dispatches at once.
 //!
 //! Broadcasting is resolved on the host by [`crate::reference::matmul::batch_pairs`]: a small
 //! storage buffer holds, for every output batch, the element offsets of the `a` and `b` matrices
@@ -16,17 +18,16 @@
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::gpu::{Gpu, Shader};
-use crate::reference::matmul::batch_pairs;
+use crate::gpu::Gpu;
+use crate::reference::matmul::{batch_pairs, MatmulDims};
 use crate::tensor::GpuTensor;
 
-const SHADER: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
-/// Output tile of a workgroup, `[rows, columns]`: the scalar kernel's 8x8 invocations of 4x4
-/// outputs, the vec4 kernel's 8x8 invocations of 8 rows x 2 vec4s.
-const TILE_SCALAR: [u64; 2] = [32, 32];
-const TILE_VEC4: [u64; 2] = [64, 64];
+pub mod autotune;
+pub mod variant;
 
-/// Matches `Params` in `shaders/matmul.wgsl`.
+pub use variant::Variant;
+
+/// Matches `Params` in `shaders/matmul.wgsl` and `shaders/matmul_tiled.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -39,9 +40,52 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Records `out = a @ b` into `encoder`. `out` must have the shape of [`crate::reference::matmul::output_shape`]
-/// and may not share a buffer with `a` or `b`.
+/// Records `out = a @ b` into `encoder` with the variant [`choose`] picks. `out` must have the
+/// shape of [`crate::reference::matmul::output_shape`] and may not share a buffer with `a` or `b`.
+///
+/// The first call in a shape bucket may run the candidate kernels on scratch buffers to pick the
+/// fastest (it submits that work itself; the caller's encoder only gets the product).
 pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<()> {
+    let dims = checked_dims(a, b, out)?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let variant = autotune::choose(gpu, &dims)?;
+    dispatch(gpu, encoder, a, b, out, &dims, variant)
+}
+
+/// The variant [`record_into`] uses for `a_shape @ b_shape` on `gpu` (measuring the candidates
+/// first if this is the first product in its shape bucket).
+pub fn choose(gpu: &Gpu, a_shape: &[usize], b_shape: &[usize]) -> Result<Variant> {
+    autotune::choose(gpu, &batch_pairs(a_shape, b_shape)?)
+}
+
+/// [`record_into`] with a given variant; fails with [`Error::Input`] if the variant cannot run
+/// this product on this device (see [`Variant::supports`]).
+pub fn record_with(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+    variant: Variant,
+) -> Result<()> {
+    let dims = checked_dims(a, b, out)?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    if !variant.supports(gpu, dims.k, dims.n) {
+        return Err(Error::Input(format!(
+            "matmul variant {variant} cannot compute a {} @ b {} on this device",
+            fmt_shape(a.shape()),
+            fmt_shape(b.shape())
+        )));
+    }
+    dispatch(gpu, encoder, a, b, out, &dims, variant)
+}
+
+/// Checks `a @ b -> out` and returns its dimensions.
+fn checked_dims(a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<MatmulDims> {
     let dims = batch_pairs(a.shape(), b.shape())?;
     let out_shape = dims.out_shape();
     if out.shape() != out_shape.as_slice() {
@@ -56,21 +100,28 @@ pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor,
     if out.buffer() == a.buffer() || out.buffer() == b.buffer() {
         return Err(Error::Input("matmul output may not share a buffer with a or b".into()));
     }
-    if out.is_empty() {
-        return Ok(());
-    }
+    check_indexing(a, b, out)?;
+    Ok(dims)
+}
+
+/// Records the product with `variant` (shapes already checked, output not empty).
+fn dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+    dims: &MatmulDims,
+    variant: Variant,
+) -> Result<()> {
     let (m, k, n) = (dims.m as u64, dims.k as u64, dims.n as u64);
-    // The vec4 kernel needs every row of a, b and out to start on a 16-byte boundary (and a
-    // non-empty a, since a vec4 binding must hold at least one vec4).
-    let vec4 = k % 4 == 0 && n % 4 == 0 && k > 0;
-    let (entry, [tile_m, tile_n]) = if vec4 { ("matmul_vec4", TILE_VEC4) } else { ("matmul", TILE_SCALAR) };
+    let [tile_m, tile_n] = variant.tile();
     let tiles_n = n.div_ceil(tile_n);
     let tiles_per_batch = m.div_ceil(tile_m) * tiles_n;
     let workgroups = tiles_per_batch * dims.pairs.len() as u64;
     let grid = gpu.grid(workgroups, "matmul workgroups")?;
-    check_indexing(a, b, out)?;
-    // Every element offset below fits in u32 (checked just above); the workgroup count is under
-    // 2^32 by `grid`.
+    // Every element offset below fits in u32 (checked by `checked_dims`); the workgroup count is
+    // under 2^32 by `grid`.
     let offset_bytes = dims.pairs.len() as u64 * 8;
     let binding_limit = gpu.limits().max_storage_buffer_binding_size;
     if offset_bytes > binding_limit {
@@ -93,7 +144,8 @@ pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor,
         workgroups: workgroups as u32,
         _pad: [0; 2],
     };
-    let pipeline = gpu.pipeline(SHADER, entry, &[])?;
+    let (shader, entry) = variant.kernel();
+    let pipeline = gpu.pipeline(shader, entry, &[])?;
     gpu.dispatch(encoder, &pipeline, &params, &[a.buffer(), b.buffer(), &offsets, out.buffer()], grid);
     Ok(())
 }
@@ -117,6 +169,18 @@ pub fn run(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>) -> Result<
         let a = GpuTensor::upload(gpu, a, "a")?;
         let b = GpuTensor::upload(gpu, b, "b")?;
         record(gpu, encoder, &a, &b)
+    })
+}
+
+/// [`run`] with a given variant (see [`record_with`]).
+pub fn run_with(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>, variant: Variant) -> Result<ArrayD<f32>> {
+    let shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    super::run_single(gpu, |encoder| {
+        let a = GpuTensor::upload(gpu, a, "a")?;
+        let b = GpuTensor::upload(gpu, b, "b")?;
+        let out = GpuTensor::empty(gpu, &shape, "matmul out")?;
+        record_with(gpu, encoder, &a, &b, &out, variant)?;
+        Ok(out)
     })
 }
 

@@ -1,6 +1,8 @@
 //! Shared test helpers: the one way tests get a GPU, and comparisons that name the worst element.
 #![allow(dead_code)]
 
+pub mod matmul;
+
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 

@@ -1,0 +1,127 @@
+//! Which matmul kernel a call uses.
+//!
+//! In order: `SHADERLENS_MATMUL_VARIANT=<name>` forces a variant wherever it supports the shape;
+//! work under 2^24 flops (dispatch overhead dominates) takes the supported variant with the
+//! smallest tile; with autotuning off (`SHADERLENS_AUTOTUNE=off`) the adapter's preference
+//! ([`Variant::preferred`]) decides; otherwise the winner remembered for the shape's bucket, or,
+//! on the first call in a bucket, the fastest of the supported variants measured with
+//! [`crate::tune::measure`].
+//!
+//! The bucket is (batches, M, N, K) rounded up to powers of two plus whether the vec4 kernels
+//! apply. The measurement runs on scratch buffers of the call's own shape, scaled down (batches
+//! first, then the largest of M, N, K, halving) until it is at most 2^29 flops, so that tuning a
+//! 4096^3 product on a CPU adapter costs seconds, not minutes.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::reference::matmul::MatmulDims;
+use crate::tensor::GpuTensor;
+use crate::timing::Timer;
+use crate::tune::{bucket, TuneKey};
+
+use super::variant::Variant;
+
+/// Below this many flops a product is not worth measuring.
+const SMALL_FLOPS: f64 = (1u64 << 24) as f64;
+/// The most flops one tuning run may take.
+const TUNE_FLOPS: f64 = (1u64 << 29) as f64;
+
+/// The variant [`super::record_into`] will use for a product of these dimensions on `gpu`,
+/// measuring the candidates first if this is the first call in its bucket.
+pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims) -> Result<Variant> {
+    let candidates: Vec<Variant> = Variant::preferred(gpu).into_iter().filter(|v| v.supports(gpu, dims.k, dims.n)).collect();
+    let first = *candidates.first().ok_or_else(|| Error::Gpu("no matmul kernel supports this device".into()))?;
+    if let Some(forced) = forced()? {
+        if candidates.contains(&forced) {
+            return Ok(forced);
+        }
+    }
+    let flops = 2.0 * dims.pairs.len() as f64 * dims.m as f64 * dims.n as f64 * dims.k as f64;
+    if flops < SMALL_FLOPS {
+        let smallest = candidates.iter().min_by_key(|v| v.tile()[0] * v.tile()[1]);
+        return Ok(smallest.copied().unwrap_or(first));
+    }
+    if !gpu.tune().enabled() || candidates.len() == 1 {
+        return Ok(first);
+    }
+    let key = TuneKey {
+        op: "matmul",
+        bucket: vec![
+            bucket(dims.pairs.len()),
+            bucket(dims.m),
+            bucket(dims.n),
+            bucket(dims.k),
+            u32::from(candidates.iter().any(|v| v.is_vec4())),
+        ],
+    };
+    if let Some(name) = gpu.tune().winner(&key) {
+        if let Some(v) = Variant::from_name(name) {
+            return Ok(v);
+        }
+    }
+    let winner = measure(gpu, dims, &candidates)?;
+    gpu.tune().remember(key, winner.name())?;
+    Ok(winner)
+}
+
+/// The variant `SHADERLENS_MATMUL_VARIANT` names, if it is set.
+fn forced() -> Result<Option<Variant>> {
+    let Ok(name) = std::env::var("SHADERLENS_MATMUL_VARIANT") else { return Ok(None) };
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    Variant::from_name(name).map(Some).ok_or_else(|| {
+        let names: Vec<&str> = Variant::ALL.iter().map(|v| v.name()).collect();
+        Error::Input(format!("SHADERLENS_MATMUL_VARIANT={name:?} is not a matmul variant (one of {})", names.join(", ")))
+    })
+}
+
+/// Times every candidate on a scaled-down copy of the product and returns the fastest.
+fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant]) -> Result<Variant> {
+    let [batch, m, k, n] = proxy_shape(dims);
+    gpu.scoped(|| {
+        let a = GpuTensor::empty(gpu, &[batch, m, k], "matmul tuning a")?;
+        let b = GpuTensor::empty(gpu, &[batch, k, n], "matmul tuning b")?;
+        let out = GpuTensor::empty(gpu, &[batch, m, n], "matmul tuning out")?;
+        let timer = Timer::new(gpu);
+        let (winner, _) = crate::tune::measure(candidates, |variant| {
+            timer.time(&mut |encoder| super::record_with(gpu, encoder, &a, &b, &out, variant))
+        })?;
+        Ok(winner)
+    })
+}
+
+/// `[batches, M, K, N]` of the tuning run: the product's own, halved until at most [`TUNE_FLOPS`],
+/// keeping K and N multiples of 4 where they are.
+fn proxy_shape(dims: &MatmulDims) -> [usize; 4] {
+    let mut s = [dims.pairs.len().max(1), dims.m, dims.k, dims.n];
+    let keep4 = [false, false, dims.k.is_multiple_of(4), dims.n.is_multiple_of(4)];
+    let flops = |s: &[usize; 4]| 2.0 * s.iter().map(|&d| d as f64).product::<f64>();
+    while flops(&s) > TUNE_FLOPS {
+        let axis = if s[0] > 1 { 0 } else { (1..4).max_by_key(|&i| s[i]).unwrap_or(1) };
+        let halved = s[axis].div_ceil(2);
+        s[axis] = if keep4[axis] { halved.next_multiple_of(4) } else { halved };
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(batch: usize, m: usize, k: usize, n: usize) -> MatmulDims {
+        MatmulDims { batch: vec![batch], m, k, n, pairs: (0..batch).map(|i| (i, i)).collect() }
+    }
+
+    #[test]
+    fn proxy_shrinks_batches_first_then_the_largest_size() {
+        assert_eq!(proxy_shape(&dims(1, 512, 512, 512)), [1, 512, 512, 512]);
+        assert_eq!(proxy_shape(&dims(64, 512, 512, 512)), [2, 512, 512, 512]);
+        let [b, m, k, n] = proxy_shape(&dims(1, 4096, 4096, 4096));
+        assert_eq!(b, 1);
+        assert!(2.0 * (m * k * n) as f64 <= TUNE_FLOPS && m >= 256 && k >= 256 && n >= 256);
+        let [_, _, k, n] = proxy_shape(&dims(1, 3776, 2052, 8196));
+        assert!(k % 4 == 0 && n % 4 == 0);
+    }
+}

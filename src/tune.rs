@@ -1,0 +1,108 @@
+//! Autotune: choose among correct variants of a kernel by measuring them, once per device and
+//! shape bucket, and remember the winner in the [`Gpu`](crate::Gpu).
+//!
+//! The shape of cubecl's tune module: a key made of the op's name and its sizes rounded up to
+//! powers of two ([`bucket`]); on the first call in a bucket every candidate runs a few times
+//! ([`measure`]: a first run, which also compiles the pipeline and warms the buffers, then two
+//! more whose faster is the candidate's time, unless the first was already 3x slower than the
+//! best so far) and the fastest
+//! is kept in a [`TuneCache`] owned by the `Gpu`, so the next call in the bucket pays nothing.
+//!
+//! Autotuning never changes what is computed, only how fast: every candidate is a complete,
+//! tested kernel (the tests run each variant against the float64 reference, not just winners).
+//!
+//! `SHADERLENS_AUTOTUNE=off` (or `0`) turns measuring off: each op then takes its static
+//! preference for the adapter's type, which is also what it takes for work too small to be worth
+//! measuring.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// What a tuning result is remembered under: the op and its bucketed sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TuneKey {
+    /// The op (and sub-kind, e.g. `"matmul"`).
+    pub op: &'static str,
+    /// Sizes rounded up to powers of two, as exponents (see [`bucket`]), plus any flags the op adds.
+    pub bucket: Vec<u32>,
+}
+
+/// The autotuner's state on one device: whether to measure, and the winners so far.
+#[derive(Debug)]
+pub struct TuneCache {
+    enabled: bool,
+    winners: Mutex<HashMap<TuneKey, &'static str>>,
+}
+
+impl TuneCache {
+    /// Measuring on, unless `SHADERLENS_AUTOTUNE` is `off`, `0` or `false`.
+    pub fn from_env() -> Self {
+        let off = std::env::var("SHADERLENS_AUTOTUNE")
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false"));
+        Self { enabled: !off, winners: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether ops measure their variants (otherwise they take their static preference).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The remembered winner for `key`, if any.
+    pub fn winner(&self, key: &TuneKey) -> Option<&'static str> {
+        self.winners.lock().ok()?.get(key).copied()
+    }
+
+    /// Remembers `name` as the winner for `key`.
+    pub fn remember(&self, key: TuneKey, name: &'static str) -> Result<()> {
+        self.winners.lock().map_err(|_| Error::Gpu("tune cache poisoned".into()))?.insert(key, name);
+        Ok(())
+    }
+
+    /// Every remembered winner, sorted by key.
+    pub fn winners(&self) -> Vec<(TuneKey, &'static str)> {
+        let mut all: Vec<_> = match self.winners.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        all.sort();
+        all
+    }
+}
+
+/// The bucket of a size: the exponent of the smallest power of two at least `size` (0 for 0 and 1).
+pub fn bucket(size: usize) -> u32 {
+    size.max(1).next_power_of_two().trailing_zeros()
+}
+
+/// Measures every candidate with `run_once` (which runs it once and returns seconds) and returns
+/// the fastest with its time. A candidate whose run fails is skipped; if every one fails, the
+/// first error is returned.
+pub fn measure<C: Copy>(candidates: &[C], mut run_once: impl FnMut(C) -> Result<f64>) -> Result<(C, f64)> {
+    let mut best: Option<(C, f64)> = None;
+    let mut first_error = None;
+    for &candidate in candidates {
+        let mut time = || -> Result<f64> {
+            // The first run also compiles the pipeline, but outside the timed region (pipelines
+            // are built while recording), so it is a fair first estimate.
+            let first = run_once(candidate)?;
+            if best.is_some_and(|(_, t)| first > 3.0 * t) {
+                return Ok(first);
+            }
+            Ok(run_once(candidate)?.min(run_once(candidate)?))
+        };
+        match time() {
+            Ok(t) if best.is_none_or(|(_, b)| t < b) => best = Some((candidate, t)),
+            Ok(_) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match (best, first_error) {
+        (Some(best), _) => Ok(best),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::Input("autotune was given no candidates".into())),
+    }
+}
