@@ -10,32 +10,12 @@ use shaderlens::ops::layer_norm::{self, RowPath};
 use shaderlens::ops::{AUTO_INVOCATION_ROW_LEN_CPU, AUTO_INVOCATION_ROW_LEN_GPU, MAX_INVOCATION_ROW_LEN};
 use shaderlens::{reference, GpuTensor};
 
+use common::{array, normals};
+
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
 /// Auto, both paths, and the workgroup path at the CPU and GPU workgroup sizes.
 const PATHS: [RowPath; 4] = [RowPath::Auto, RowPath::InvocationPerRow, RowPath::WorkgroupOf(32), RowPath::WorkgroupOf(256)];
-
-/// Deterministic standard normal samples (splitmix64 + Box-Muller), so failures reproduce.
-fn normals(seed: u64, count: usize) -> Vec<f32> {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    (0..count)
-        .map(|_| {
-            let (u, v) = (uniform().max(1e-300), uniform());
-            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
-        })
-        .collect()
-}
-
-fn array(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
-    ArrayD::from_shape_vec(IxDyn(shape), data).expect("test data matches its shape")
-}
 
 /// `offset + spread * N(0, 1)` of `shape`.
 fn rows(shape: &[usize], offset: f32, spread: f32, seed: u64) -> ArrayD<f32> {

@@ -78,3 +78,26 @@ pub fn assert_close(got: &ndarray::ArrayD<f32>, want: &ndarray::ArrayD<f64>, ato
         panic!("{what}: worst at {index:?}: got {g}, want {w} (error ratio {ratio:.3})");
     }
 }
+
+/// Deterministic standard normal samples (splitmix64 + Box-Muller), so failures reproduce.
+pub fn normals(seed: u64, count: usize) -> Vec<f32> {
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| {
+            let (u, v) = (uniform().max(1e-300), uniform());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        })
+        .collect()
+}
+
+/// An f32 array of `shape` from `data` (test data always matches its shape).
+pub fn array(shape: &[usize], data: Vec<f32>) -> ndarray::ArrayD<f32> {
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("test data matches its shape")
+}
