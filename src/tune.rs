@@ -84,8 +84,10 @@ pub fn measure<C: Copy>(candidates: &[C], mut run_once: impl FnMut(C) -> Result<
     let mut first_error = None;
     for &candidate in candidates {
         let mut time = || -> Result<f64> {
-            // The first run also compiles the pipeline, but outside the timed region (pipelines
-            // are built while recording), so it is a fair first estimate.
+            // One untimed run first: pipelines are built while recording, but drivers such as
+            // lavapipe JIT-compile a shader on its first dispatch, which would make a large kernel
+            // look slow enough to be pruned below.
+            run_once(candidate)?;
             let first = run_once(candidate)?;
             if best.is_some_and(|(_, t)| first > 3.0 * t) {
                 return Ok(first);

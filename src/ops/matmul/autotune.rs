@@ -9,8 +9,10 @@
 //!
 //! The bucket is (batches, M, N, K) rounded up to powers of two plus whether the vec4 kernels
 //! apply. The measurement runs on scratch buffers of the call's own shape, scaled down (batches
-//! first, then the largest of M, N, K, halving) until it is at most 2^29 flops, so that tuning a
-//! 4096^3 product on a CPU adapter costs seconds, not minutes.
+//! first, then K down to 256, then the larger of M and N, halving) until it is at most 2^29 flops,
+//! so that tuning a 4096^3 product on a CPU adapter costs seconds, not minutes. Shrinking K before
+//! M and N keeps the workgroup grid of the real call: a proxy with few workgroups favours small
+//! tiles that the real call would not.
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -23,6 +25,8 @@ use super::variant::Variant;
 
 /// Below this many flops a product is not worth measuring.
 const SMALL_FLOPS: f64 = (1u64 << 24) as f64;
+/// K is shrunk for tuning down to this before M or N are.
+const MIN_TUNE_K: usize = 256;
 /// The most flops one tuning run may take.
 const TUNE_FLOPS: f64 = (1u64 << 29) as f64;
 
@@ -99,7 +103,17 @@ fn proxy_shape(dims: &MatmulDims) -> [usize; 4] {
     let keep4 = [false, false, dims.k.is_multiple_of(4), dims.n.is_multiple_of(4)];
     let flops = |s: &[usize; 4]| 2.0 * s.iter().map(|&d| d as f64).product::<f64>();
     while flops(&s) > TUNE_FLOPS {
-        let axis = if s[0] > 1 { 0 } else { (1..4).max_by_key(|&i| s[i]).unwrap_or(1) };
+        // Batches first, then K (it changes the work per invocation, not the workgroup grid, so
+        // the variants still compete at the call's own parallelism), then the larger of M and N.
+        let axis = if s[0] > 1 {
+            0
+        } else if s[2] > MIN_TUNE_K {
+            2
+        } else if s[1] >= s[3] {
+            1
+        } else {
+            3
+        };
         let halved = s[axis].div_ceil(2);
         s[axis] = if keep4[axis] { halved.next_multiple_of(4) } else { halved };
     }
@@ -115,9 +129,10 @@ mod tests {
     }
 
     #[test]
-    fn proxy_shrinks_batches_first_then_the_largest_size() {
+    fn proxy_shrinks_batches_then_k_then_the_larger_of_m_and_n() {
         assert_eq!(proxy_shape(&dims(1, 512, 512, 512)), [1, 512, 512, 512]);
         assert_eq!(proxy_shape(&dims(64, 512, 512, 512)), [2, 512, 512, 512]);
+        assert_eq!(proxy_shape(&dims(1, 1024, 1024, 1024)), [1, 1024, 256, 1024]);
         let [b, m, k, n] = proxy_shape(&dims(1, 4096, 4096, 4096));
         assert_eq!(b, 1);
         assert!(2.0 * (m * k * n) as f64 <= TUNE_FLOPS && m >= 256 && k >= 256 && n >= 256);
