@@ -19,12 +19,15 @@
 // order of the spread. Each invocation then takes two passes over its own elements (mean of d,
 // then the sum of squared deviations from that mean), and Chan's merge never subtracts large
 // nearly equal numbers. A constant row gives d = 0, var = 0 and, with eps > 0, exactly b.
-// Rows whose largest magnitude exceeds 2^62 are scaled first by a power of two k (exact) that
-// brings it into [2, 4): otherwise x - x0 may overflow and squared deviations above ~1.8e19
-// overflow to inf, which made rows of spread >= 1e18 return exactly b and [3e38, -3e38] NaN.
+// Rows whose largest magnitude exceeds 2^32 are scaled first by a power of two k that brings it
+// into [2, 4): otherwise x - x0 may overflow, and squared deviations summed over a long row
+// overflow to inf (rows of spread 1e18 over 512 elements returned exactly b, [3e38, -3e38] NaN).
+// Scaling by a power of two is exact, and so is every later step's scale invariance (sums,
+// squares, the square root of k^2 (var + eps)), so scaled rows round as they would unscaled.
 // The statistics are then those of k x: var(k x) + k^2 eps = k^2 (var + eps), so the outputs are
 // unchanged and the hook's scale is sqrt(...) / k. Other rows take k = 1 (bit for bit as before).
-// That costs one more read of the row (the largest magnitude), sixteen elements an iteration so that llvmpipe's loop cap still holds for the largest binding.
+// That costs one more read of the row (its largest magnitude), sixteen elements an iteration so
+// that llvmpipe's loop cap still holds for the largest binding.
 //
 // Loops take eight elements an iteration: llvmpipe (lavapipe and Mesa GL) stops any invocation
 // after 65535 loop iterations in total, counting every loop of the shader, and silently leaves the
@@ -94,9 +97,9 @@ fn amax_of(base: u32, first: u32, stride: u32) -> f32 {
 }
 
 // Chooses k from the row's largest magnitude: 2^(2 - e) where amax = f 2^e, f in [0.5, 1), when
-// amax > 2^62 and finite (inf and NaN rows keep k = 1 and come out NaN as SPEC's formula gives).
+// amax > 2^32 and finite (inf and NaN rows keep k = 1 and come out NaN as SPEC's formula gives).
 fn set_scale(amax: f32) {
-    if (amax > 4.611686e18 && amax <= 3.4028235e38) {
+    if (amax > 4294967296.0 && amax <= 3.4028235e38) {
         let e = i32((bitcast<u32>(amax) >> 23u) & 0xffu) - 126;
         row_e = 2 - e;
         row_k = bitcast<f32>(u32(127 + row_e) << 23u);
@@ -179,7 +182,8 @@ fn write_row(row: u32, base: u32, shift: f32, st: vec3<f32>, first: u32, stride:
     let mean = st.y;
     let affine = (params.flags & AFFINE) != 0u;
     if ((params.flags & SCALE) != 0u && first == 0u) {
-        scale[row] = root / row_k;
+        // (var = 0 and k^2 eps lost to underflow: the scale is sqrt(0 + eps).)
+        scale[row] = select(root / row_k, sqrt(params.eps), root == 0.0);
     }
     var i = first;
     while (i + 7u * s < n) {
