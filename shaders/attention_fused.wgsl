@@ -54,10 +54,17 @@ fn weights(s: vec4<f32>, m: f32, vis: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(0.0), exp(s - m), vis);
 }
 
-// c * acc + (weights of 8 keys) . (their 8 value vec4s).
-fn update(acc: vec4<f32>, c: f32, lo: vec4<f32>, hi: vec4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
-          v3: vec4<f32>, v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>) -> vec4<f32> {
-    return c * acc + lo.x * v0 + lo.y * v1 + lo.z * v2 + lo.w * v3 + hi.x * v4 + hi.y * v5 + hi.z * v6 + hi.w * v7;
+// w * x for a key the query sees, 0 for a masked one (whose v is never used: 0 * NaN is NaN).
+fn term(w: f32, x: vec4<f32>, sees: bool) -> vec4<f32> {
+    return select(vec4<f32>(0.0), w * x, sees);
+}
+
+// c * acc + (weights of 8 keys) . (their 8 value vec4s), masked keys left out.
+fn update(acc: vec4<f32>, c: f32, lo: vec4<f32>, hi: vec4<f32>, ml: vec4<bool>, mh: vec4<bool>, v0: vec4<f32>,
+          v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>, v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>,
+          v7: vec4<f32>) -> vec4<f32> {
+    return c * acc + term(lo.x, v0, ml.x) + term(lo.y, v1, ml.y) + term(lo.z, v2, ml.z) + term(lo.w, v3, ml.w)
+        + term(hi.x, v4, mh.x) + term(hi.y, v5, mh.y) + term(hi.z, v6, mh.z) + term(hi.w, v7, mh.w);
 }
 
 @compute @workgroup_size(64)
@@ -169,10 +176,10 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
             let k1 = select(acc[a1 + ci], vec4<f32>(0.0), j0 == 0u);
             let k2 = select(acc[a2 + ci], vec4<f32>(0.0), j0 == 0u);
             let k3 = select(acc[a3 + ci], vec4<f32>(0.0), j0 == 0u);
-            acc[a0 + ci] = update(k0, c.x, p0l, p0h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[a1 + ci] = update(k1, c.y, p1l, p1h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[a2 + ci] = update(k2, c.z, p2l, p2h, x0, x1, x2, x3, x4, x5, x6, x7);
-            acc[a3 + ci] = update(k3, c.w, p3l, p3h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a0 + ci] = update(k0, c.x, p0l, p0h, v0l, v0h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a1 + ci] = update(k1, c.y, p1l, p1h, v1l, v1h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a2 + ci] = update(k2, c.z, p2l, p2h, v2l, v2h, x0, x1, x2, x3, x4, x5, x6, x7);
+            acc[a3 + ci] = update(k3, c.w, p3l, p3h, v3l, v3h, x0, x1, x2, x3, x4, x5, x6, x7);
         }
     }
 

@@ -55,19 +55,23 @@ fn pattern_v(@builtin(workgroup_id) wg: vec3<u32>,
     var b2 = vec4<f32>(0.0);
     var b3 = vec4<f32>(0.0);
     let keys = min(visible(min(t.i0 + 3u, last_i)), params.j_end);
+    // Keys each query sees: a masked key's v is never used, even as 0 * v (NaN for a NaN v).
+    let rows = min(vec4<u32>(t.i0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(last_i));
+    let seen = vec4<u32>(visible(rows.x), visible(rows.y), visible(rows.z), visible(rows.w));
     for (var j = params.j_begin; j < keys; j++) {
         let vr = vb + j * params.v_j;
         let lo = v[vr + c0];
         let hi = v[vr + c1];
         let p = vec4<f32>(pattern[pr.x + j], pattern[pr.y + j], pattern[pr.z + j], pattern[pr.w + j]);
-        a0 += p.x * lo;
-        b0 += p.x * hi;
-        a1 += p.y * lo;
-        b1 += p.y * hi;
-        a2 += p.z * lo;
-        b2 += p.z * hi;
-        a3 += p.w * lo;
-        b3 += p.w * hi;
+        let sees = vec4<u32>(j) < seen;
+        a0 += select(vec4<f32>(0.0), p.x * lo, sees.x);
+        b0 += select(vec4<f32>(0.0), p.x * hi, sees.x);
+        a1 += select(vec4<f32>(0.0), p.y * lo, sees.y);
+        b1 += select(vec4<f32>(0.0), p.y * hi, sees.y);
+        a2 += select(vec4<f32>(0.0), p.z * lo, sees.z);
+        b2 += select(vec4<f32>(0.0), p.z * hi, sees.z);
+        a3 += select(vec4<f32>(0.0), p.w * lo, sees.w);
+        b3 += select(vec4<f32>(0.0), p.w * hi, sees.w);
     }
     let ob = t.b * params.o_b + t.h * params.o_h;
     store_row(ob, t.i0, e0, a0, b0);

@@ -19,6 +19,15 @@
 // order of the spread. Each invocation then takes two passes over its own elements (mean of d,
 // then the sum of squared deviations from that mean), and Chan's merge never subtracts large
 // nearly equal numbers. A constant row gives d = 0, var = 0 and, with eps > 0, exactly b.
+// Rows whose largest magnitude exceeds 2^32 are scaled first by a power of two k that brings it
+// into [2, 4): otherwise x - x0 may overflow, and squared deviations summed over a long row
+// overflow to inf (rows of spread 1e18 over 512 elements returned exactly b, [3e38, -3e38] NaN).
+// Scaling by a power of two is exact, and so is every later step's scale invariance (sums,
+// squares, the square root of k^2 (var + eps)), so scaled rows round as they would unscaled.
+// The statistics are then those of k x: var(k x) + k^2 eps = k^2 (var + eps), so the outputs are
+// unchanged and the hook's scale is sqrt(...) / k. Other rows take k = 1 (bit for bit as before).
+// That costs one more read of the row (its largest magnitude), sixteen elements an iteration so
+// that llvmpipe's loop cap still holds for the largest binding.
 //
 // Loops take eight elements an iteration: llvmpipe (lavapipe and Mesa GL) stops any invocation
 // after 65535 loop iterations in total, counting every loop of the shader, and silently leaves the
@@ -57,9 +66,44 @@ override GROUP: u32 = 16u;
 const MAX_WIDE_WG: u32 = 256u;
 const MAX_GROUPS: u32 = 64u;
 
-// Element i of the row at base, less the row's shift.
+// The row's power-of-two scale k (see Numerics) and its exponent.
+var<private> row_k: f32 = 1.0;
+var<private> row_e: i32 = 0;
+
+// Element i of the row at base, scaled, less the row's (scaled) shift.
 fn d(base: u32, i: u32, shift: f32) -> f32 {
-    return x[base + i] - shift;
+    return x[base + i] * row_k - shift;
+}
+
+// The largest magnitude among elements first, first + stride, ... of the row at base.
+fn amax_of(base: u32, first: u32, stride: u32) -> f32 {
+    let n = params.n;
+    let s = stride;
+    var m = 0.0;
+    var i = first;
+    while (i + 15u * s < n) {
+        var lo = max(max(abs(x[base + i]), abs(x[base + i + s])), max(abs(x[base + i + 2u * s]), abs(x[base + i + 3u * s])));
+        lo = max(lo, max(max(abs(x[base + i + 4u * s]), abs(x[base + i + 5u * s])), max(abs(x[base + i + 6u * s]), abs(x[base + i + 7u * s]))));
+        var hi = max(max(abs(x[base + i + 8u * s]), abs(x[base + i + 9u * s])), max(abs(x[base + i + 10u * s]), abs(x[base + i + 11u * s])));
+        hi = max(hi, max(max(abs(x[base + i + 12u * s]), abs(x[base + i + 13u * s])), max(abs(x[base + i + 14u * s]), abs(x[base + i + 15u * s]))));
+        m = max(m, max(lo, hi));
+        i += 16u * s;
+    }
+    while (i < n) {
+        m = max(m, abs(x[base + i]));
+        i += s;
+    }
+    return m;
+}
+
+// Chooses k from the row's largest magnitude: 2^(2 - e) where amax = f 2^e, f in [0.5, 1), when
+// amax > 2^32 and finite (inf and NaN rows keep k = 1 and come out NaN as SPEC's formula gives).
+fn set_scale(amax: f32) {
+    if (amax > 4294967296.0 && amax <= 3.4028235e38) {
+        let e = i32((bitcast<u32>(amax) >> 23u) & 0xffu) - 126;
+        row_e = 2 - e;
+        row_k = bitcast<f32>(u32(127 + row_e) << 23u);
+    }
 }
 
 // Statistics of elements first, first + stride, ... of the row at base, shifted:
@@ -130,12 +174,16 @@ fn write_row(row: u32, base: u32, shift: f32, st: vec3<f32>, first: u32, stride:
     let s = stride;
     // For n = 0 this is 0/0 = NaN, as the reference's mean of an empty row is.
     let variance = st.z / f32(n);
-    let row_scale = sqrt(variance + params.eps);
-    let inv = 1.0 / row_scale;
+    // k^2 eps, exact or (when k < 1) negligibly small; k = 1 leaves eps as it is.
+    let root = sqrt(variance + params.eps * row_k * row_k);
+    // A constant row scaled down can lose k^2 eps to underflow: its deviations are all 0 and
+    // SPEC's answer (eps > 0) is 0, not 0 * inf.
+    let inv = select(1.0 / root, 0.0, root == 0.0 && params.eps > 0.0);
     let mean = st.y;
     let affine = (params.flags & AFFINE) != 0u;
     if ((params.flags & SCALE) != 0u && first == 0u) {
-        scale[row] = row_scale;
+        // (var = 0 and k^2 eps lost to underflow: the scale is sqrt(0 + eps).)
+        scale[row] = select(root / row_k, sqrt(params.eps), root == 0.0);
     }
     var i = first;
     while (i + 7u * s < n) {
@@ -161,7 +209,7 @@ fn shift_of(base: u32) -> f32 {
     if (params.n == 0u) {
         return 0.0;
     }
-    return x[base];
+    return x[base] * row_k;
 }
 
 @compute @workgroup_size(ROWS_WG)
@@ -173,6 +221,7 @@ fn layer_norm_rows(@builtin(workgroup_id) wg: vec3<u32>,
         return;
     }
     let base = row * params.n;
+    set_scale(amax_of(base, 0u, 1u));
     let shift = shift_of(base);
     write_row(row, base, shift, stats_of(base, shift, 0u, 1u), 0u, 1u);
 }
@@ -190,6 +239,18 @@ fn layer_norm_wide(@builtin(workgroup_id) wg: vec3<u32>,
         return; // uniform across the workgroup, so the barriers below stay in uniform control flow
     }
     let base = row * params.n;
+    // The row's largest magnitude: each invocation's, then invocation 0's maximum of them all.
+    partial[li] = vec3<f32>(amax_of(base, li, WIDE_WG), 0.0, 0.0);
+    workgroupBarrier();
+    if (li == 0u) {
+        var m = 0.0;
+        for (var j = 0u; j < WIDE_WG; j++) {
+            m = max(m, partial[j].x);
+        }
+        total = vec3<f32>(m, 0.0, 0.0);
+    }
+    workgroupBarrier();
+    set_scale(total.x);
     let shift = shift_of(base);
     partial[li] = stats_of(base, shift, li, WIDE_WG);
     workgroupBarrier();

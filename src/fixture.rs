@@ -1,7 +1,7 @@
 //! npz fixtures as SPEC lays them out: `<root>/<op>/<case>.npz`, float32 inputs, float64 (or
 //! float32) expected outputs, 0-d scalars.
 //!
-//! Every array of a fixture is read once, whatever its dtype, and typed accessors then refuse a
+//! Every array of a fixture is read once, when first asked for, and typed accessors then refuse a
 //! missing key, a wrong dtype or a wrong rank with a message that names the array — a malformed
 //! fixture is an error for that fixture, never a panic. The archive itself is read by
 //! [`npz`], which checks each member's header against its bytes before allocating anything, and
@@ -11,9 +11,9 @@
 
 mod npz;
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Cursor, Read, Seek};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Cursor};
+use std::sync::{Mutex, OnceLock};
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
@@ -82,7 +82,10 @@ impl NpyArray {
 }
 
 /// A fixture file: where it is, which op and case it is, and its arrays.
-#[derive(Debug)]
+///
+/// Arrays are read when first asked for (and kept): an array that no op names is never
+/// decompressed. Names are looked up as numpy's `NpzFile` does: a member stored under exactly the
+/// name asked for wins over one stored as `<name>.npy`.
 pub struct Fixture {
     /// The npz file.
     pub path: PathBuf,
@@ -90,7 +93,23 @@ pub struct Fixture {
     pub op: String,
     /// The case: the file name without `.npz`.
     pub case: String,
-    arrays: BTreeMap<String, NpyArray>,
+    /// Members by the name they are stored under.
+    arrays: BTreeMap<String, Slot>,
+    /// Array names as numpy lists them (`.npy` stripped), sorted, each once.
+    names: Vec<String>,
+    archive: Option<Mutex<npz::Archive>>,
+}
+
+/// One member: where it is in the archive, and its array once read.
+struct Slot {
+    index: Option<usize>,
+    value: OnceLock<NpyArray>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture").field("path", &self.path).field("op", &self.op).field("case", &self.case).field("names", &self.names).finish()
+    }
 }
 
 /// The op and case names SPEC derives from a fixture's path.
@@ -105,49 +124,81 @@ pub fn op_and_case(path: &Path) -> (String, String) {
 }
 
 impl Fixture {
-    /// Reads every array of the npz at `path`.
+    /// Opens the npz at `path` (a regular file: a FIFO or device is refused, not waited on) and
+    /// reads its directory; arrays are read when asked for.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot open: {e}") })?;
+        let file = crate::io::open_regular(path)?;
         let (op, case) = op_and_case(path);
-        Self::from_reader(BufReader::new(file), &op, &case, path)
+        Self::from_reader(Box::new(BufReader::new(file)), &op, &case, path)
     }
 
     /// Reads a fixture of `op` and `case` from the bytes of an npz file (for fixtures that are
     /// not files, and for fuzzing the reader).
     pub fn from_bytes(op: &str, case: &str, bytes: &[u8]) -> Result<Self> {
-        Self::from_reader(Cursor::new(bytes), op, case, &PathBuf::from(format!("{op}/{case}.npz")))
+        let bytes: std::sync::Arc<[u8]> = bytes.into();
+        Self::from_reader(Box::new(Cursor::new(bytes)), op, case, &PathBuf::from(format!("{op}/{case}.npz")))
     }
 
-    fn from_reader(reader: impl Read + Seek, op: &str, case: &str, path: &Path) -> Result<Self> {
-        let arrays =
-            npz::read_arrays(reader).map_err(|message| Error::File { path: path.display().to_string(), message })?;
-        Ok(Self { path: path.to_path_buf(), op: op.into(), case: case.into(), arrays })
+    fn from_reader(reader: Box<dyn npz::ReadSeek>, op: &str, case: &str, path: &Path) -> Result<Self> {
+        let (archive, members) =
+            npz::open(reader).map_err(|message| Error::File { path: path.display().to_string(), message })?;
+        let arrays = members.into_iter().map(|(name, index)| (name, Slot { index: Some(index), value: OnceLock::new() })).collect();
+        Ok(Self::with(path.to_path_buf(), op, case, arrays, Some(Mutex::new(archive))))
+    }
+
+    fn with(path: PathBuf, op: &str, case: &str, arrays: BTreeMap<String, Slot>, archive: Option<Mutex<npz::Archive>>) -> Self {
+        let names: BTreeSet<String> = arrays.keys().map(|k| k.strip_suffix(".npy").unwrap_or(k).to_string()).collect();
+        Self { path, op: op.into(), case: case.into(), arrays, names: names.into_iter().collect(), archive }
     }
 
     /// Builds a fixture from arrays in memory (tests, and tools that make fixtures).
     pub fn from_arrays(op: &str, case: &str, arrays: BTreeMap<String, NpyArray>) -> Self {
-        Self { path: PathBuf::from(format!("{op}/{case}.npz")), op: op.into(), case: case.into(), arrays }
+        let arrays = arrays.into_iter().map(|(name, array)| (name, Slot { index: None, value: OnceLock::from(array) })).collect();
+        Self::with(PathBuf::from(format!("{op}/{case}.npz")), op, case, arrays, None)
     }
 
-    /// Names of all arrays in the file.
+    /// Names of all arrays in the file (as numpy lists them: `.npy` stripped, each once).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.arrays.keys().map(String::as_str)
+        self.names.iter().map(String::as_str)
     }
 
-    /// The raw array `name`, or an error naming the missing key.
+    /// Whether the file holds an array `name` (readable or not).
+    pub fn contains(&self, name: &str) -> bool {
+        self.slot(name).is_some()
+    }
+
+    /// The member numpy's `NpzFile[name]` reads: stored as exactly `name`, else as `name.npy`.
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.arrays.get(name).or_else(|| self.arrays.get(&format!("{name}.npy")))
+    }
+
+    /// The raw array `name`, or an error naming the missing key or saying why it cannot be read.
     pub fn get(&self, name: &str) -> Result<&NpyArray> {
-        match self.arrays.get(name) {
-            None => Err(Error::Input(format!("missing array {name:?} (the file has {})", self.listing()))),
-            Some(NpyArray::Unreadable(e)) => Err(Error::Input(format!("array {name:?} cannot be read: {e}"))),
-            Some(array) => Ok(array),
+        let Some(slot) = self.slot(name) else {
+            return Err(Error::Input(format!("missing array {name:?} (the file has {})", self.listing())));
+        };
+        let array = slot.value.get_or_init(|| self.load(slot.index));
+        match array {
+            NpyArray::Unreadable(e) => Err(Error::Input(format!("array {name:?} cannot be read: {e}"))),
+            array => Ok(array),
+        }
+    }
+
+    fn load(&self, index: Option<usize>) -> NpyArray {
+        let (Some(index), Some(archive)) = (index, &self.archive) else {
+            return NpyArray::Unreadable("no data".into());
+        };
+        match archive.lock() {
+            Ok(mut archive) => npz::read_index(&mut archive, index),
+            Err(_) => NpyArray::Unreadable("an earlier read of this file panicked".into()),
         }
     }
 
     fn listing(&self) -> String {
-        if self.arrays.is_empty() {
+        if self.names.is_empty() {
             "no arrays".into()
         } else {
-            self.arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+            crate::scalar::cut(&self.names.join(", "), 1000)
         }
     }
 

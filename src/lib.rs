@@ -17,5 +17,8 @@ pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
 pub use tensor::GpuTensor;
 pub mod compare;
+pub mod env;
 pub mod fixture;
+pub mod io;
+pub mod scalar;
 pub mod verify;

@@ -88,8 +88,21 @@ enum Command {
     },
 }
 
+/// The longest error message printed whole; longer ones (a 100 MB config value echoed back) are
+/// cut with a note of how much was left out.
+const MAX_MESSAGE: usize = 2000;
+
+fn say(e: &shaderlens::Error) -> String {
+    shaderlens::scalar::cut(&e.to_string(), MAX_MESSAGE)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A typo in a variable that changes what runs is refused before any work.
+    if let Err(e) = shaderlens::env::check() {
+        eprintln!("shaderlens: {}", say(&e));
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Verify { json, paths } => run_verify(json, &paths),
         Command::Bench { op, json, quick, large, variants, shape } => {
@@ -105,16 +118,23 @@ fn main() -> ExitCode {
 
 fn run_bench(wanted: bench::Options, json: bool) -> ExitCode {
     if let Err(e) = bench::cases::list(wanted.op.as_deref(), wanted.shape.as_deref(), wanted.quick, wanted.large) {
-        eprintln!("bench: {e}");
+        eprintln!("bench: {}", say(&e));
         return ExitCode::from(2);
     }
     let gpu = match Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
-            eprintln!("bench: {e}");
+            eprintln!("bench: {}", say(&e));
             return ExitCode::from(2);
         }
     };
+    if let (Some(op), Some(shape)) = (&wanted.op, &wanted.shape) {
+        let case = bench::cases::list(Some(op.as_str()), Some(shape.as_slice()), wanted.quick, wanted.large).ok().and_then(|c| c.into_iter().next());
+        if let Some(Err(e)) = case.map(|case| bench::size::check(&gpu, &case)) {
+            eprintln!("bench: {}", say(&e));
+            return ExitCode::from(2);
+        }
+    }
     let mut options = bench::Options::new(&gpu, wanted.op);
     if wanted.quick {
         options = options.quick();
@@ -139,12 +159,12 @@ fn run_bench(wanted: bench::Options, json: bool) -> ExitCode {
             println!("{}", bench::line(row));
         }
     };
-    let failed = |case: &bench::cases::Case, e: &shaderlens::Error| eprintln!("bench: {} {:?} failed: {e}", case.op, case.shape);
+    let failed = |case: &bench::cases::Case, e: &shaderlens::Error| eprintln!("bench: {} {:?} failed: {}", case.op, case.shape, say(e));
     match bench::run(&gpu, &options, emit, failed) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("bench: {e}");
+            eprintln!("bench: {}", say(&e));
             ExitCode::from(2)
         }
     }
@@ -158,7 +178,7 @@ fn run_model(args: &RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("run: {e}");
+            eprintln!("run: {}", say(&e));
             ExitCode::from(2)
         }
     }
@@ -168,7 +188,7 @@ fn run_verify(json: bool, paths: &[PathBuf]) -> ExitCode {
     let gpu = match Gpu::new() {
         Ok(gpu) => gpu,
         Err(e) => {
-            eprintln!("verify: {e}");
+            eprintln!("verify: {}", say(&e));
             return ExitCode::from(2);
         }
     };

@@ -15,6 +15,7 @@
 
 pub mod cases;
 pub mod peaks;
+pub mod size;
 pub mod transformer;
 
 use std::time::Instant;
@@ -110,7 +111,7 @@ pub fn run(
     let peak = peaks::lookup(&gpu.adapter_info().name);
     let mut failures = 0;
     for case in &cases {
-        let rows = gpu.scoped(|| measure_case(gpu, &timer, case, options, peak));
+        let rows = size::check(gpu, case).and_then(|()| gpu.scoped(|| measure_case(gpu, &timer, case, options, peak)));
         match rows {
             Ok(rows) => rows.iter().for_each(&mut emit),
             Err(e) => {

@@ -12,8 +12,7 @@
 //! viridis-like colour map from 0 (dark blue) to 1 (yellow), magnified to at least 64 pixels,
 //! with 1-pixel white gaps between cells.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Axis, Ix4};
@@ -42,17 +41,26 @@ pub struct RunArgs {
 }
 
 /// Runs the command; returns a one-line summary of what was written.
+///
+/// Everything that can be checked is checked before anything is written: the outputs' folders,
+/// that no output is an input or the other output, the model, the tokens, the cache names and
+/// whether there are patterns to draw. Both files are then written to temporary names and synced
+/// ([`crate::io::stage`]) and only then renamed into place, so an error leaves every existing file
+/// as it was.
 pub fn run(gpu: &Gpu, args: &RunArgs) -> Result<String> {
+    let mut outputs = vec![("--out", args.out.as_path())];
+    if let Some(png) = &args.pattern_png {
+        outputs.push(("--pattern-png", png.as_path()));
+    }
+    let inputs = [("--model", args.model.as_path()), ("--weights", args.weights.as_path()), ("--tokens", args.tokens.as_path())];
+    crate::io::check_outputs(&inputs, &outputs)?;
     let model = Model::from_files(gpu, &args.model, &args.weights)?;
     let tokens = read_tokens(&args.tokens)?;
     let config = model.config();
-    let names = if args.cache.iter().any(|n| n == "all") {
-        Names::All
-    } else {
-        let names = Names::only(&args.cache);
-        names.check(config)?;
-        names
-    };
+    let names = cache_names(config, &args.cache)?;
+    if args.pattern_png.is_some() && config.n_layers == 0 {
+        return Err(Error::Input("--pattern-png: the model has no layers, so no attention patterns to draw".into()));
+    }
     let pattern_names: Vec<String> = (0..config.n_layers).map(|l| format!("blocks.{l}.attn.hook_pattern")).collect();
     // The run also caches the patterns the picture needs; only the asked-for names are written.
     let run_names = match (&names, &args.pattern_png) {
@@ -60,33 +68,56 @@ pub fn run(gpu: &Gpu, args: &RunArgs) -> Result<String> {
         _ => names.clone(),
     };
     let outputs = model.run(gpu, tokens.view(), &Options { names: run_names, interventions: &[] })?;
+    let picture = match &args.pattern_png {
+        Some(png) => {
+            let patterns: Vec<&ArrayD<f32>> = pattern_names
+                .iter()
+                .map(|n| outputs.cache.get(n).ok_or_else(|| Error::Gpu(format!("{n} was not cached"))))
+                .collect::<Result<_>>()?;
+            Some((png, draw_patterns(&patterns)?))
+        }
+        None => None,
+    };
 
-    let file_error = |path: &Path, e: String| Error::File { path: path.display().to_string(), message: e };
-    let file = File::create(&args.out).map_err(|e| file_error(&args.out, format!("cannot create: {e}")))?;
-    let mut npz = NpzWriter::new_compressed(BufWriter::new(file));
-    let write_error = |e: ndarray_npy::WriteNpzError| file_error(&args.out, format!("cannot write: {e}"));
-    npz.add_array("tokens", &tokens).map_err(write_error)?;
-    npz.add_array("logits", &outputs.logits).map_err(write_error)?;
-    let mut written = 0;
-    for (name, array) in outputs.cache.iter().filter(|(name, _)| names.contains(name)) {
-        npz.add_array(format!("cache.{name}"), array).map_err(write_error)?;
-        written += 1;
-    }
-    npz.finish().map_err(write_error)?;
+    let write_error = |e: ndarray_npy::WriteNpzError| Error::File { path: args.out.display().to_string(), message: format!("cannot write: {e}") };
+    let (npz_file, written) = crate::io::stage(&args.out, |w| {
+        let mut npz = NpzWriter::new_compressed(w);
+        npz.add_array("tokens", &tokens).map_err(write_error)?;
+        npz.add_array("logits", &outputs.logits).map_err(write_error)?;
+        let mut written = 0;
+        for (name, array) in outputs.cache.iter().filter(|(name, _)| names.contains(name)) {
+            npz.add_array(format!("cache.{name}"), array).map_err(write_error)?;
+            written += 1;
+        }
+        npz.finish().map_err(write_error)?;
+        Ok(written)
+    })?;
+    let png_file = match &picture {
+        Some((png, image)) => Some(crate::io::stage(png, |w| encode_png(png, image, w))?.0),
+        None => None,
+    };
+    npz_file.commit()?;
     let mut summary = format!("wrote {} (logits {:?} and {written} cache entries)", args.out.display(), outputs.logits.shape());
-    if let Some(png) = &args.pattern_png {
-        let patterns: Vec<&ArrayD<f32>> =
-            pattern_names.iter().map(|n| outputs.cache.get(n).ok_or_else(|| Error::Gpu(format!("{n} was not cached")))).collect::<Result<_>>()?;
-        let (width, height) = write_patterns_png(png, &patterns)?;
-        summary.push_str(&format!("; drew {} ({width}x{height} pixels)", png.display()));
+    if let (Some(file), Some((png, image))) = (png_file, &picture) {
+        file.commit()?;
+        summary.push_str(&format!("; drew {} ({}x{} pixels)", png.display(), image.width(), image.height()));
     }
     Ok(summary)
+}
+
+/// The cache filter `--cache` asks for: every hook with `all`, else the names given. Every name
+/// other than `all` must be a hook of the model, even next to `all` (a typo is refused by name).
+pub fn cache_names(config: &crate::transformer::Config, cache: &[String]) -> Result<Names> {
+    let named: Vec<&String> = cache.iter().filter(|n| n.as_str() != "all").collect();
+    let only = Names::only(named.iter().copied());
+    only.check(config).map_err(|e| Error::Input(format!("--cache: {e}")))?;
+    Ok(if cache.iter().any(|n| n == "all") { Names::All } else { only })
 }
 
 /// Reads tokens \[B, S\] from an int64 or int32 npy file.
 pub fn read_tokens(path: &Path) -> Result<ArrayD<i64>> {
     let file_error = |message: String| Error::File { path: path.display().to_string(), message };
-    let file = File::open(path).map_err(|e| file_error(format!("cannot open: {e}")))?;
+    let file = crate::io::open_regular(path)?;
     // The fixture reader's npy parser: it checks the header against the bytes before allocating.
     let array = crate::fixture::read_npy(&mut BufReader::new(file))
         .map_err(|e| file_error(format!("not a readable npy file: {e}")))?;
@@ -103,8 +134,25 @@ pub fn cell_size(seq: usize) -> usize {
 }
 
 /// Draws the patterns of batch element 0 (one \[B, H, S, S\] array per layer) as a layers × heads
-/// grid and writes it as a PNG; returns its width and height.
+/// grid and writes it as a PNG (through [`crate::io::write_atomic`]); returns its width and height.
 pub fn write_patterns_png(path: &Path, patterns: &[&ArrayD<f32>]) -> Result<(u32, u32)> {
+    let image = draw_patterns(patterns)?;
+    crate::io::write_atomic(path, |w| encode_png(path, &image, w))?;
+    Ok((image.width(), image.height()))
+}
+
+fn encode_png(path: &Path, image: &image::RgbImage, w: &mut crate::io::Output) -> Result<()> {
+    image.write_to(w, image::ImageFormat::Png).map_err(|e| Error::File {
+        path: path.display().to_string(),
+        message: format!("cannot write the PNG: {e}"),
+    })
+}
+
+/// The most pixels a pattern picture may have (3 bytes each in memory: 768 MiB).
+pub const MAX_PIXELS: u64 = 1 << 28;
+
+/// The picture [`write_patterns_png`] writes, in memory.
+pub fn draw_patterns(patterns: &[&ArrayD<f32>]) -> Result<image::RgbImage> {
     let first = patterns.first().ok_or_else(|| Error::Input("the model has no layers, so no attention patterns to draw".into()))?;
     let &[_, heads, seq, _] = first.shape() else {
         return Err(Error::Shape(format!("a pattern is {:?} but must be [B, H, S, S]", first.shape())));
@@ -112,8 +160,11 @@ pub fn write_patterns_png(path: &Path, patterns: &[&ArrayD<f32>]) -> Result<(u32
     let cell = cell_size(seq);
     let zoom = cell / seq;
     let to_u32 = |n: usize| u32::try_from(n).map_err(|_| Error::Input("the pattern picture is too large".into()));
-    let width = to_u32(heads * cell + heads - 1)?;
-    let height = to_u32(patterns.len() * cell + patterns.len() - 1)?;
+    let side = |cells: usize| cells.checked_mul(cell + 1).map(|n| n - 1).unwrap_or(usize::MAX);
+    let (width, height) = (to_u32(side(heads))?, to_u32(side(patterns.len()))?);
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(Error::Input(format!("the pattern picture would be {width}x{height} pixels, more than the {MAX_PIXELS} drawn")));
+    }
     let mut image = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
     for (layer, pattern) in patterns.iter().enumerate() {
         let pattern = pattern.view().into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
@@ -130,11 +181,7 @@ pub fn write_patterns_png(path: &Path, patterns: &[&ArrayD<f32>]) -> Result<(u32
             }
         }
     }
-    image.save_with_format(path, image::ImageFormat::Png).map_err(|e| Error::File {
-        path: path.display().to_string(),
-        message: format!("cannot write the PNG: {e}"),
-    })?;
-    Ok((width, height))
+    Ok(image)
 }
 
 /// A viridis-like colour for a value in \[0, 1\] (clamped): dark blue, teal, green, yellow.

@@ -129,20 +129,19 @@ impl Config {
             } else {
                 ""
             };
-            Error::Input(format!("model config: {message}{hint}"))
+            Error::Input(format!("model config: {}{hint}", crate::scalar::cut(&message, 500)))
         })?;
         Self::check(raw)
     }
 
     /// Reads and checks the config file at `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot read: {e}") })?;
+        let text = crate::io::read_to_string(path)?;
         Self::from_json(&text).map_err(|e| Error::File { path: path.display().to_string(), message: e.to_string() })
     }
 
     fn check(raw: RawConfig) -> Result<Self> {
-        let refuse = |message: String| Err(Error::Input(format!("model config: {message}")));
+        let refuse = |message: String| Err(Error::Input(format!("model config: {}", crate::scalar::cut(&message, 500))));
         let act_fn = match raw.act_fn.as_str() {
             "relu" => Activation::Relu,
             "gelu" => Activation::GeluErf,
@@ -186,6 +185,8 @@ impl Config {
         if !(raw.eps.is_finite() && raw.eps >= 0.0) {
             return refuse(format!("eps is {} but must be a finite number >= 0", raw.eps));
         }
+        // The GPU computes in float32: an eps it cannot hold is refused here, not at run time.
+        crate::scalar::to_f32("eps", raw.eps).map_err(|e| Error::Input(format!("model config: {e}")))?;
         Ok(Self {
             n_layers: raw.n_layers,
             d_model: raw.d_model,

@@ -224,6 +224,17 @@ impl Weights<ArrayD<f32>> {
     /// under TransformerLens's state-dict names. Refuses a missing, mis-shaped or non-float32
     /// weight and any array that is not a weight of this config, naming it.
     pub fn from_fixture(config: &Config, npz: &Fixture) -> Result<Self> {
+        // Before any per-layer table is built: a config claiming 10^7 layers against a file
+        // that holds a few arrays is refused at once, not after gigabytes of names.
+        let last = config.n_layers.checked_sub(1).map(|l| format!("blocks.{l}.attn.W_Q"));
+        if config.n_layers > npz.names().count() / 8 || last.is_some_and(|w| !npz.contains(&w)) {
+            return Err(Error::Input(format!(
+                "the config says n_layers {} but the weights hold {} arrays{}: the config and the weights disagree",
+                config.n_layers,
+                npz.names().count(),
+                config.n_layers.checked_sub(1).map(|l| format!(" and no blocks.{l}.attn.W_Q")).unwrap_or_default()
+            )));
+        }
         let shapes = weight_shapes(config);
         for key in npz.names() {
             if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| n == key) {
@@ -238,6 +249,7 @@ impl Weights<ArrayD<f32>> {
             let array = match npz.get(name) {
                 Ok(NpyArray::F32(a)) => a.as_standard_layout().into_owned(),
                 Ok(other) => return Err(Error::Input(format!("weight {name} is {} but weights must be float32", other.dtype()))),
+                Err(e) if npz.contains(name) => return Err(Error::Input(format!("weight {name}: {e}"))),
                 Err(_) => {
                     return Err(Error::Input(format!(
                         "weight {name} {} is missing (a model with this config needs it)",

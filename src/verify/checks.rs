@@ -108,10 +108,11 @@ fn layer_norm(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     let w = fixture.input("w")?;
     let b = fixture.input("b")?;
     let eps = fixture.scalar_f64("eps")?;
+    let eps32 = crate::scalar::to_f32("eps", eps)?; // refused up front when float32 cannot hold it
     reference::layer_norm::check_shapes(x.shape(), Some((w.shape(), b.shape())))?;
     let want = fixture.expected_shaped("out", x.shape())?;
     let ref_out = reference::layer_norm::layer_norm(x.mapv(f64::from).view(), w.mapv(f64::from).view(), b.mapv(f64::from).view(), eps)?;
-    let gpu_out = ops::layer_norm::run(gpu, x.view(), w.view(), b.view(), eps as f32)?;
+    let gpu_out = ops::layer_norm::run(gpu, x.view(), w.view(), b.view(), eps32)?;
     pointwise_outcome(&gpu_out, &ref_out, &want, POINTWISE)
 }
 
@@ -123,14 +124,15 @@ fn attention(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     let (q, k, v) = (q?, k?, v?);
     let causal = fixture.scalar_bool("causal")?;
     let scale = fixture.scalar_f64("scale")?;
+    let scale32 = crate::scalar::to_f32("scale", scale)?; // refused up front when float32 cannot hold it
     let dims = reference::attention::attention_shapes(q.shape(), k.shape(), v.shape())?;
     let want_out = fixture.expected_shaped("out", &dims.out_shape())?;
     let want_pattern = fixture.expected_shaped("pattern", &dims.pattern_shape())?;
     let (ref_out, ref_pattern) =
         reference::attention::attention(q.mapv(f64::from).view(), k.mapv(f64::from).view(), v.mapv(f64::from).view(), causal, scale)?;
-    let (gpu_out, gpu_pattern) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale as f32, true)?;
+    let (gpu_out, gpu_pattern) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale32, true)?;
     let gpu_pattern = gpu_pattern.ok_or_else(|| Error::Gpu("the unfused attention path returned no pattern".into()))?;
-    let (fused_out, _) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale as f32, false)?;
+    let (fused_out, _) = ops::attention::run(gpu, q.view(), k.view(), v.view(), causal, scale32, false)?;
     let allowed_out = ATTENTION.allowed(&want_out.view());
     outcome(&[
         Checked { name: "out", gpu: &gpu_out, reference: &ref_out, want: &want_out, allowed: allowed_out.clone() },

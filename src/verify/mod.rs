@@ -11,11 +11,13 @@
 pub mod checks;
 mod transformer;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::compare::Worst;
+use crate::scalar::cut;
 use crate::fixture::{op_and_case, Fixture};
 use crate::gpu::Gpu;
 
@@ -57,44 +59,110 @@ impl Report {
     /// The ERROR report for a path that could not be read at all.
     pub fn unreadable(path: &Path, message: String) -> Self {
         let (op, case) = op_and_case(path);
-        Self { op, case, path: path.display().to_string(), status: Status::Error, gpu_ratio: None, ref_ratio: None, message: Some(message) }
+        Self {
+            op,
+            case,
+            path: path.display().to_string(),
+            status: Status::Error,
+            gpu_ratio: None,
+            ref_ratio: None,
+            message: Some(cut(&message, MAX_MESSAGE)),
+        }
     }
 }
 
 /// Every fixture under `paths` (files as given, folders searched recursively for `*.npz`,
-/// sorted), or for a path that does not exist, the error to report for it.
+/// sorted), or for a path that cannot be a fixture, the error to report for it.
+///
+/// Only regular files are fixtures: a FIFO would block `open` forever and a device never ends, so
+/// either (given, or found as `*.npz`) is an error that says what it is. Symlinks are followed,
+/// but each folder is walked once and each file checked once (by canonical path), so a link back
+/// up the tree (`gelu/up -> ..`) or to itself (`gelu/a -> .`) neither loops nor counts a fixture
+/// twice.
 pub fn collect(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
     let mut found = Vec::new();
+    let mut walked = HashSet::new();
+    let mut files = HashSet::new();
     for path in paths {
-        if path.is_dir() {
-            let mut files = Vec::new();
-            if let Err(e) = walk(path, &mut files) {
-                found.push(Err((path.clone(), format!("cannot read folder: {e}"))));
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let mut here = Vec::new();
+                walk(path, &mut walked, &mut here);
+                if here.is_empty() {
+                    found.push(Err((path.clone(), "no *.npz fixtures in this folder".to_string())));
+                }
+                here.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
+                for entry in here {
+                    match entry {
+                        Ok(file) => {
+                            if files.insert(std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone())) {
+                                found.push(Ok(file));
+                            }
+                        }
+                        Err(e) => found.push(Err(e)),
+                    }
+                }
             }
-            if files.is_empty() {
-                found.push(Err((path.clone(), "no *.npz fixtures in this folder".to_string())));
+            Ok(meta) if meta.is_file() => {
+                if files.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())) {
+                    found.push(Ok(path.clone()));
+                }
             }
-            files.sort();
-            found.extend(files.into_iter().map(Ok));
-        } else if path.is_file() {
-            found.push(Ok(path.clone()));
-        } else {
-            found.push(Err((path.clone(), "no such file or folder".to_string())));
+            Ok(meta) => found.push(Err((path.clone(), not_regular(&meta)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                found.push(Err((path.clone(), "no such file or folder".to_string())))
+            }
+            Err(e) => found.push(Err((path.clone(), format!("cannot read: {e}")))),
         }
     }
     found
 }
 
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, files)?;
+fn entry_path(entry: &Result<PathBuf, (PathBuf, String)>) -> &Path {
+    match entry {
+        Ok(p) | Err((p, _)) => p,
+    }
+}
+
+fn not_regular(meta: &std::fs::Metadata) -> String {
+    format!("is {}, not a regular file (fixtures are regular *.npz files)", crate::io::kind(meta))
+}
+
+/// Walks `dir` once (by canonical path), collecting `*.npz` entries; folders that cannot be read
+/// and `*.npz` entries that are not regular files become errors, and the walk goes on.
+fn walk(dir: &Path, walked: &mut HashSet<PathBuf>, out: &mut Vec<Result<PathBuf, (PathBuf, String)>>) {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if !walked.insert(canonical) {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return out.push(Err((dir.to_path_buf(), format!("cannot read folder: {e}")))),
+    };
+    for entry in entries {
+        let path = match entry {
+            Ok(entry) => entry.path(),
+            Err(e) => {
+                out.push(Err((dir.to_path_buf(), format!("cannot read folder: {e}"))));
+                continue;
+            }
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            // A dangling symlink or a file that vanished: reported only if it looked like a fixture.
+            Err(e) => {
+                if path.extension().is_some_and(|x| x == "npz") {
+                    out.push(Err((path, format!("cannot read: {e}"))));
+                }
+                continue;
+            }
+        };
+        if meta.is_dir() {
+            walk(&path, walked, out);
         } else if path.extension().is_some_and(|e| e == "npz") {
-            files.push(path);
+            out.push(if meta.is_file() { Ok(path) } else { Err((path.clone(), not_regular(&meta))) });
         }
     }
-    Ok(())
 }
 
 /// Checks one fixture file.
@@ -119,7 +187,7 @@ pub fn verify_file(gpu: &Gpu, path: &Path) -> Report {
             } else {
                 report.status = Status::Fail;
                 if let Some(problem) = outcome.problem {
-                    report.message = Some(problem);
+                    report.message = Some(cut(&problem, MAX_MESSAGE));
                     return report;
                 }
                 let (side, worst) = if outcome.gpu.passed() {
@@ -131,6 +199,7 @@ pub fn verify_file(gpu: &Gpu, path: &Path) -> Report {
             }
         }
     }
+    report.message = report.message.map(|m| cut(&m, MAX_MESSAGE));
     report
 }
 
@@ -139,9 +208,16 @@ fn describe_worst(side: &str, w: &Worst) -> String {
     format!("{side}worst at {name}{:?}: got {}, want {}", w.index, fmt_g(w.got), fmt_g(w.want))
 }
 
-/// The text line for a report.
+/// The longest message a report carries; longer ones are cut with a note of how much was left out.
+pub const MAX_MESSAGE: usize = 2000;
+
+/// The text line for a report. Names and messages are escaped (control characters, ANSI escapes
+/// and bidirectional overrides written as `\n`, `\u{1b}`, …) so that a file name cannot forge a
+/// line or recolour the terminal; `--json` escapes them as JSON does.
 pub fn line(report: &Report) -> String {
-    let name = format!("{}/{}", report.op, report.case);
+    let name = escape(&format!("{}/{}", report.op, report.case));
+    let message = report.message.as_deref().map(escape);
+    let report = &Report { message, ..report.clone() };
     match report.status {
         Status::Pass => format!(
             "PASS  {name}  gpu {}  ref {}",
@@ -181,4 +257,22 @@ pub fn fmt_g(v: f64) -> String {
     let decimals = (2 - exponent).max(0) as usize;
     let s = format!("{v:.decimals$}");
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+/// `text` with control characters and invisible formatting characters (zero-width
+/// and bidirectional marks) escaped, so that it prints as one inert line.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}') => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
