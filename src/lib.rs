@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod error;
+pub mod games;
 pub mod gpu;
 pub mod ops;
 pub mod reference;

@@ -1,7 +1,8 @@
 //! The `shaderlens` command line: `verify` checks fixtures against the host references and the GPU
 //! kernels (SPEC's contract, exit codes 0/1/2); `run` runs a TransformerLens-format model on
 //! tokens and writes its logits, activations and attention patterns; `bench` times every op on the
-//! adapter next to the host reference (the logic is in `shaderlens::bench`).
+//! adapter next to the host reference (the logic is in `shaderlens::bench`); `games` writes the
+//! data sets of the games models train on (the logic is in `shaderlens::games::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,13 @@ enum Command {
         #[arg(long)]
         pattern_png: Option<PathBuf>,
     },
+    /// Write a data set of a game (SPEC's Games): random Othello games, or modular arithmetic.
+    ///
+    /// Exit codes: 0 written; 2 the arguments were refused or the file could not be written.
+    Games {
+        #[command(subcommand)]
+        game: shaderlens::games::cli::GamesCommand,
+    },
 }
 
 /// The longest error message printed whole; longer ones (a 100 MB config value echoed back) are
@@ -113,6 +121,7 @@ fn main() -> ExitCode {
         Command::Run { model, weights, tokens, out, cache, pattern_png } => {
             run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
         }
+        Command::Games { game } => shaderlens::games::cli::main(game),
     }
 }
 
