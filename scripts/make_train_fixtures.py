@@ -17,6 +17,9 @@ Made with: Python 3.11.7, transformer-lens 3.9.0, torch 2.15.0 (CPU), numpy 2.4.
   ``max_grad_norm`` is set, and steps. ``losses`` [N] and ``final.<param>`` are float64;
   ``final.*b_K`` is left out (SPEC: its gradient is zero in exact arithmetic).
   ``<case>.json`` is ``{"model": cfg.to_dict(), "optimizer": {...}}``.
+
+FAIL variants (tests/data/grad/fail/{adamw,train}/) change one expected value just past the
+tolerance's reach; ERROR variants (tests/data/grad/error/{adamw,train}/) break an input.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ ADAMW_CASES: Dict[str, tuple] = {
 }
 
 
-def adamw_case(name: str, out: str) -> None:
+def adamw_case(name: str, out: str) -> Dict[str, np.ndarray]:
     shape, step, hp = ADAMW_CASES[name]
     rng = np.random.default_rng([SEED, sum(name.encode()), len(name)])
     f32 = lambda a: np.ascontiguousarray(a.astype(np.float32))  # noqa: E731
@@ -76,6 +79,7 @@ def adamw_case(name: str, out: str) -> None:
     os.makedirs(os.path.join(out, "adamw"), exist_ok=True)
     np.savez_compressed(os.path.join(out, "adamw", name + ".npz"), **arrays)
     print(f"adamw/{name}: {shape}, t = {step}")
+    return arrays
 
 
 # name -> (model config, N, B, S, targets kind, optimizer, lr schedule)
@@ -97,7 +101,7 @@ TRAIN_CASES: Dict[str, tuple] = {
 }
 
 
-def train_case(name: str, out: str) -> None:
+def train_case(name: str, out: str) -> Dict[str, np.ndarray]:
     spec, n, b, s, kind, opt_cfg, lrs = TRAIN_CASES[name]
     rng = np.random.default_rng([SEED, sum(name.encode()), len(name)])
     model = grad.build_model(spec)
@@ -139,6 +143,58 @@ def train_case(name: str, out: str) -> None:
         f.write("\n")
     np.savez_compressed(prefix + ".npz", **arrays)
     print(f"train/{name}: losses {', '.join(f'{x:.5f}' for x in losses)}")
+    return arrays
+
+
+def write_variant(out: str, folder: str, op: str, case: str, arrays: Dict[str, np.ndarray],
+                  config: Optional[Dict[str, Any]] = None) -> None:
+    prefix = os.path.join(out, folder, op, case)
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    if config is not None:
+        with open(prefix + ".json", "w") as f:
+            json.dump(config, f, default=str, indent=1)
+            f.write("\n")
+    np.savez_compressed(prefix + ".npz", **arrays)
+    print(f"{folder}/{op}/{case}")
+
+
+def make_bad(out: str, adamw_base: Dict[str, np.ndarray], train_base: Dict[str, np.ndarray],
+             train_json: Dict[str, Any]) -> None:
+    """FAIL and ERROR variants of adamw/second_step and train/clipped_warmup."""
+    def changed(base, **changes):
+        arrays = {k: v.copy() for k, v in base.items()}
+        for k, v in changes.items():
+            if v is None:
+                del arrays[k]
+            else:
+                arrays[k] = v
+        return arrays
+
+    a = adamw_base
+    off = a["param_out"].copy()
+    off[1, 2] += 1e-4 * abs(off[1, 2]) + 1e-5  # ratio about 10 under 1e-6 + 1e-5 |want|
+    write_variant(out, "fail", "adamw", "param_out_off", changed(a, param_out=off))
+    write_variant(out, "fail", "adamw", "m_out_flipped", changed(a, m_out=-a["m_out"]))
+    write_variant(out, "error", "adamw", "step_zero", changed(a, step=np.array(0, np.int64)))
+    write_variant(out, "error", "adamw", "step_missing", changed(a, step=None))
+    write_variant(out, "error", "adamw", "grad_shape_differs", changed(a, grad=a["grad"][:, :4].copy()))
+    write_variant(out, "error", "adamw", "beta2_one", changed(a, beta2=np.array(1.0)))
+
+    t = train_base
+    final = t["final.blocks.0.mlp.W_in"].copy()
+    final[0, 0] += 0.01 * abs(final[0, 0]) + 2e-4
+    write_variant(out, "fail", "train", "final_off", changed(t, **{"final.blocks.0.mlp.W_in": final}),
+                  train_json)
+    losses = t["losses"].copy()
+    losses[2] *= 1.01
+    write_variant(out, "fail", "train", "losses_off", changed(t, losses=losses), train_json)
+    write_variant(out, "error", "train", "lr_wrong_length", changed(t, lr=t["lr"][:-1].copy()),
+                  train_json)
+    bad_targets = t["targets"].copy()
+    bad_targets[2, 1, 0] = 99
+    write_variant(out, "error", "train", "target_out_of_range", changed(t, targets=bad_targets),
+                  train_json)
+    write_variant(out, "error", "train", "targets_missing", changed(t, targets=None), train_json)
 
 
 def main() -> int:
@@ -146,10 +202,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.path.join(root, "tests", "data", "grad"))
     args = p.parse_args()
-    for name in ADAMW_CASES:
-        adamw_case(name, args.out)
-    for name in TRAIN_CASES:
-        train_case(name, args.out)
+    adamw = {name: adamw_case(name, args.out) for name in ADAMW_CASES}
+    train = {name: train_case(name, args.out) for name in TRAIN_CASES}
+    with open(os.path.join(args.out, "train", "clipped_warmup.json")) as f:
+        train_json = json.load(f)
+    make_bad(args.out, adamw["second_step"], train["clipped_warmup"], train_json)
     return 0
 
 

@@ -1,8 +1,9 @@
 //! The float64 references against the fixtures that TransformerLens and PyTorch made
 //! (scripts/make_grad_fixtures.py, scripts/make_train_fixtures.py), under SPEC's tolerances:
 //! every `transformer_grad`, `adamw` and `train` fixture passes; the FAIL variants (a gradient 1 %
-//! off, a flipped sign, a loss 0.1 % off) are caught; the ERROR variants are refused with a
-//! message naming the problem.
+//! off, a flipped sign, a loss 0.1 % off, an AdamW output or a final weight just out of
+//! tolerance) are caught at the changed array; the ERROR variants are refused with a message
+//! naming the problem; the clipped training fixtures really clip.
 
 mod grad_support;
 
@@ -10,8 +11,8 @@ use std::path::Path;
 
 use grad_support::{config_from_tl, json_of, npz_files};
 use shaderlens::fixture::Fixture;
-use shaderlens::reference::backward::fixtures::{check_adamw, check_train, check_transformer_grad};
-use shaderlens::reference::backward::train::Optimizer;
+use shaderlens::reference::backward::fixtures::{check_adamw, check_train, check_transformer_grad, weights_from_fixture};
+use shaderlens::reference::backward::train::{train, Optimizer};
 use shaderlens::Result;
 
 fn check_grad_file(path: &Path) -> Result<shaderlens::compare::Comparison> {
@@ -99,23 +100,77 @@ fn every_train_fixture_passes() {
     }
 }
 
-#[test]
-fn a_train_fixture_with_a_changed_final_weight_fails() {
-    // The train check is not vacuous: move one final weight by 1 % of its size plus the floor.
-    let path = &npz_files("train")[0];
+fn check_train_file(path: &Path) -> Result<shaderlens::compare::Comparison> {
     let json = json_of(path);
     let config = config_from_tl(&json["model"]);
-    let optimizer = Optimizer::from_value(&json["optimizer"]).unwrap();
-    let npz = Fixture::open(path).unwrap();
-    let mut arrays = std::collections::BTreeMap::new();
-    for name in npz.names() {
-        arrays.insert(name.to_string(), npz.get(name).unwrap().clone());
+    let optimizer = Optimizer::from_value(&json["optimizer"])?;
+    check_train(&config, &optimizer, &Fixture::open(path)?)
+}
+
+#[test]
+fn adamw_and_train_fail_variants_are_caught() {
+    for (folder, want) in [
+        ("fail/adamw", vec![("param_out_off", "param_out"), ("m_out_flipped", "m_out")]),
+        ("fail/train", vec![("final_off", "final.blocks.0.mlp.W_in"), ("losses_off", "losses")]),
+    ] {
+        let files = npz_files(folder);
+        assert_eq!(files.len(), want.len(), "{folder}");
+        for path in files {
+            let c = if folder.ends_with("adamw") { check_adamw(&Fixture::open(&path).unwrap()) } else { check_train_file(&path) }
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let case = path.file_stem().unwrap().to_str().unwrap();
+            let worst = c.worst.clone().unwrap();
+            println!("{folder}/{case}: ratio {:.3e} at {}", c.ratio, worst.output);
+            assert!(!c.passed(), "{folder}/{case} passed");
+            let (_, output) = want.iter().find(|(n, _)| *n == case).unwrap_or_else(|| panic!("unknown case {case}"));
+            assert_eq!(worst.output, *output, "{folder}/{case}");
+        }
     }
-    let key = "final.unembed.W_U";
-    let shaderlens::fixture::NpyArray::F64(a) = arrays.get_mut(key).unwrap() else { panic!("{key} is not float64") };
-    a[[0, 0]] += 0.01 * a[[0, 0]].abs() + 2e-4;
-    let bad = Fixture::from_arrays("train", "changed", arrays);
-    let c = check_train(&config, &optimizer, &bad).unwrap();
-    assert!(!c.passed(), "ratio {}", c.ratio);
-    assert_eq!(c.worst.unwrap().output, key);
+}
+
+#[test]
+fn adamw_and_train_error_variants_are_refused_by_name() {
+    let cases = [
+        ("error/adamw", "step_zero", "step is 0"),
+        ("error/adamw", "step_missing", "missing array \"step\""),
+        ("error/adamw", "grad_shape_differs", "adamw grad is [3, 4] but param is [3, 5]"),
+        ("error/adamw", "beta2_one", "beta2 is 1 but must lie in [0, 1)"),
+        ("error/train", "lr_wrong_length", "lr [4]"),
+        ("error/train", "target_out_of_range", "train update 2: target 99 at position [1, 0] is out of range"),
+        ("error/train", "targets_missing", "missing array \"targets\""),
+    ];
+    for folder in ["error/adamw", "error/train"] {
+        let files = npz_files(folder);
+        assert_eq!(files.len(), cases.iter().filter(|c| c.0 == folder).count(), "{folder}");
+        for path in files {
+            let case = path.file_stem().unwrap().to_str().unwrap();
+            let result = if folder.ends_with("adamw") { check_adamw(&Fixture::open(&path).unwrap()) } else { check_train_file(&path) };
+            let message = result.err().unwrap_or_else(|| panic!("{folder}/{case} was checked")).to_string();
+            println!("{folder}/{case}: {message}");
+            let (_, _, want) = cases.iter().find(|c| c.0 == folder && c.1 == case).unwrap_or_else(|| panic!("unknown case {case}"));
+            assert!(message.contains(want), "{folder}/{case}: {message}");
+        }
+    }
+}
+
+#[test]
+fn the_clipped_train_fixtures_really_clip() {
+    // Clipping is exercised only if some update's norm exceeds max_grad_norm; without clipping
+    // the same run must end elsewhere (so the fixture tells clipping from no clipping).
+    for case in ["clipped_warmup", "grokking_shaped"] {
+        let path = npz_files("train").into_iter().find(|p| p.file_stem().unwrap() == case).unwrap();
+        let json = json_of(&path);
+        let config = config_from_tl(&json["model"]);
+        let optimizer = Optimizer::from_value(&json["optimizer"]).unwrap();
+        let max = optimizer.max_grad_norm.unwrap();
+        let npz = Fixture::open(&path).unwrap();
+        let weights = weights_from_fixture(&config, &npz).unwrap();
+        let (tokens, targets) = (npz.int_array("tokens").unwrap(), npz.int_array("targets").unwrap());
+        let lr: Vec<f64> = npz.expected("lr").unwrap().iter().copied().collect();
+        let run = train(&config, &weights, tokens.view(), targets.view(), &lr, &optimizer).unwrap();
+        println!("{case}: gradient norms {:?}, max {max}", run.grad_norms);
+        assert!(run.grad_norms.iter().any(|&n| n > 1.5 * max), "{case}: {:?}", run.grad_norms);
+        let unclipped = Optimizer { max_grad_norm: None, ..optimizer };
+        assert!(check_train(&config, &unclipped, &npz).unwrap().ratio > 1.0, "{case}: no clipping passes too");
+    }
 }
