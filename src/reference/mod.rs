@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod attention_layer;
+pub mod backward;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;
