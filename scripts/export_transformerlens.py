@@ -1,7 +1,8 @@
 """Export a TransformerLens HookedTransformer as a shaderlens model (SPEC.md, "Transformer").
 
-Writes ``<out>.json`` (the config, restricted to the keys SPEC.md names) and ``<out>.npz`` (the
-weights as float32 under their TransformerLens state-dict names). With ``--tokens`` (or
+Writes ``<out>.json`` (the model's whole config, as ``json.dump(model.cfg.to_dict(), f,
+default=str)`` writes it; docs/transformerlens.md says what shaderlens does with each field) and
+``<out>.npz`` (the weights as float32 under their TransformerLens state-dict names). With ``--tokens`` (or
 ``--random-tokens``) the npz also gets ``tokens`` and the expected float64 ``logits`` and
 ``cache.<hook>`` for every hook that ``run_with_cache`` returns, so the pair is a complete fixture
 for ``cargo run --release -- verify <out>.npz`` (put it in a folder named ``transformer``).
@@ -14,7 +15,8 @@ Setup:
 Use:
 
     # a state dict saved with torch.save(model.state_dict(), "model.pt") and the config it was
-    # built from, as JSON under TransformerLens field names (extra TL fields are allowed)
+    # built from, as JSON under TransformerLens field names (e.g. json.dump(cfg.to_dict(), f,
+    # default=str), or SPEC's keys alone)
     tlenv/bin/python scripts/export_transformerlens.py --checkpoint model.pt --config cfg.json \\
         --out out/transformer/mymodel --tokens tokens.npy
 
@@ -28,17 +30,16 @@ unless ``--no-check`` is given, the original model is also run on the tokens in 
 its logits must agree with them to SPEC's transformer tolerance (1e-4 + 1e-3 |want|), which proves
 that the written config describes the model.
 
-Models that use something SPEC does not support (rotary / other positional embeddings, RMS norm,
+Models with a field that shaderlens refuses (rotary / other positional embeddings, RMS norm,
 parallel attention + MLP, grouped-query attention, gated MLPs, MoE, SoLU and other activations,
-local attention, soft-capping, non-default attention scale, ...) are refused with a message listing
-every problem; the exit status is then 2. ``from_pretrained`` folds LayerNorm weights by default,
+local attention, soft-capping, the optional hooks, ...; docs/transformerlens.md) are refused with a
+message listing every problem; the exit status is then 2. ``from_pretrained`` folds LayerNorm weights by default,
 which turns LN into LNPre (supported); ``--no-processing`` uses ``from_pretrained_no_processing``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -52,33 +53,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tl_format  # noqa: E402
 from tl_format import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
-
-
 def config_from_json(path: str) -> HookedTransformerConfig:
     with open(path) as f:
         raw: Dict[str, Any] = json.load(f)
     if not isinstance(raw, dict):
         raise SystemExit(f"{path}: expected a JSON object of TransformerLens config fields")
-    fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
-    ignored = sorted(k for k in raw if k not in fields)
-    if ignored:
-        print(f"note: {path}: ignoring keys that are not HookedTransformerConfig fields: {ignored}",
-              file=sys.stderr)
-    kwargs = {k: v for k, v in raw.items() if k in fields}
-    # Derived or machine-specific fields of a cfg.to_dict() dump: let TL recompute them.
-    for k in ("device", "n_devices", "n_params", "tokenizer_name"):
-        kwargs.pop(k, None)
-    if "dtype" in kwargs:
-        name = str(kwargs["dtype"]).replace("torch.", "")
-        if name not in DTYPES:
-            raise SystemExit(f"{path}: unknown dtype {kwargs['dtype']!r}")
-        kwargs["dtype"] = DTYPES[name]
-    if kwargs.get("attn_only") and kwargs.get("d_mlp") is None:
-        kwargs.pop("d_mlp", None)
     try:
-        return HookedTransformerConfig(**kwargs, device="cpu")
+        return tl_format.config_from_saved(raw)
     except (TypeError, ValueError, AssertionError) as e:
         raise SystemExit(f"{path}: not a valid HookedTransformerConfig: {e}")
 
@@ -186,8 +167,14 @@ def main() -> int:
     else:
         model = model_from_pretrained(args.pretrained, args.no_processing)
 
+    spec = tl_format.full_config(model.cfg)
+    spec["device"] = "cpu"  # where the expected values were computed
+    problems = tl_format.unsupported(spec)
+    if problems:
+        print("error: shaderlens refuses this model (docs/transformerlens.md):\n  - "
+              + "\n  - ".join(problems), file=sys.stderr)
+        return 2
     try:
-        spec = tl_format.spec_config(model.cfg)
         weights = tl_format.weight_arrays(model, spec)
     except tl_format.UnsupportedModel as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,5 +1,9 @@
 """Write the project's whole-model fixtures, fixtures/transformer/<case>.{json,npz}, with
-TransformerLens itself as the reference (SPEC.md, "Transformer").
+TransformerLens itself as the reference (SPEC.md, "Transformer"): the original cases, one case per
+TransformerLens variant shaderlens implements (VARIANTS), and real models with a field shaderlens
+refuses (REFUSED, written to tests/data/verify_bad/transformer/, where `verify` must give ERROR
+naming the field). Every config is the whole ``cfg.to_dict()``, as
+``json.dump(model.cfg.to_dict(), f, default=str)`` writes it.
 
 Rerun (from the repository root):
 
@@ -20,13 +24,15 @@ How a case is made:
   W_out: d_mlp; W_U: d_model), W_E is normal, W_pos is 0.5 normal, every bias (b_Q, b_K, b_V, b_O,
   b_in, b_out, b_U) is 0.1 normal (TransformerLens would start them at zero, which hides bias
   bugs), and LayerNorm weights are 1 + 0.1 normal with biases 0.1 normal.
-* The float32 arrays are loaded into a float64 HookedTransformer built from the SPEC config alone,
-  which is run with ``run_with_cache``; ``logits`` and every cache entry are saved as float64.
+* The float32 arrays are loaded into a float64 HookedTransformer built from the saved config
+  alone, which is run with ``run_with_cache``; ``logits`` and every cache entry are saved as
+  float64.
 * Tokens are uniform in [0, d_vocab) from the same generator, then tokens[0, 0] = d_vocab - 1 and
   tokens[-1, -1] = 0, so both ends of the embedding table are used (``tiny`` has hand-picked
   tokens [[4, 2, 3, 0]]).
-* The ``attn.mask`` / ``attn.IGNORE`` buffers are not saved. TransformerLens 3.9 writes -inf at
-  masked attention scores itself; the writer checks this (and would convert a large negative).
+* Buffers (``attn.mask``, ``attn.IGNORE``, rotary tables) are not saved. TransformerLens 3.9
+  writes -inf at masked attention scores itself; the writer checks this for causal models (and
+  would convert a large negative).
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ import tl_format  # noqa: E402
 
 SEED = 20240611
 
-# name -> (SPEC config without defaults, batch, seq)
+# name -> (HookedTransformerConfig arguments, batch, seq). The config written is the whole
+# cfg.to_dict() of a HookedTransformerConfig built from these (TransformerLens fills in the rest).
 CASES: Dict[str, tuple] = {
     # Nanda et al.'s modular-addition ("grokking") model: no LayerNorm, d_vocab_out < d_vocab.
     "grokking": (dict(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, d_vocab=114,
@@ -52,7 +59,8 @@ CASES: Dict[str, tuple] = {
     # Othello-GPT-shaped (the real one has 8 layers, d_model 512): erf GELU, LN, full context.
     "othello_small": (dict(n_layers=2, d_model=128, n_heads=4, d_head=32, d_mlp=512, d_vocab=61,
                            d_vocab_out=61, n_ctx=59, act_fn="gelu", normalization_type="LN"), 2, 59),
-    # Attention-only, LNPre (LayerNorm folded away: no ln weights at all).
+    # Attention-only, LNPre (LayerNorm folded away: no ln weights at all). TransformerLens fills in
+    # d_mlp = 4 d_model, which shaderlens ignores for attention-only models.
     "attn_only_lnpre": (dict(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=None, d_vocab=50,
                              d_vocab_out=50, n_ctx=20, act_fn="relu", normalization_type="LNPre",
                              attn_only=True), 3, 20),
@@ -64,25 +72,55 @@ CASES: Dict[str, tuple] = {
     "tiny": (dict(n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=16, d_vocab=5, d_vocab_out=5,
                   n_ctx=4, act_fn="relu", normalization_type="LN"), 1, 4),
 }
+
+# The TransformerLens variants shaderlens implements: one small model each (docs/transformerlens.md).
+_SMALL = dict(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, d_vocab=20, d_vocab_out=20,
+              n_ctx=12, act_fn="gelu", normalization_type="LN")
+VARIANTS: Dict[str, tuple] = {
+    # Scores not divided at all.
+    "attn_scale_off": (dict(_SMALL, use_attn_scale=False), 2, 10),
+    # Scores divided by a chosen attn_scale instead of sqrt(d_head).
+    "attn_scale_custom": (dict(_SMALL, attn_scale=1.7), 2, 10),
+    # Block l's scores divided by (l + 1) sqrt(d_head) (GPT-2 Mistral-style), three layers.
+    "attn_scale_by_layer": (dict(_SMALL, n_layers=3, scale_attn_by_inverse_layer_idx=True), 2, 10),
+    # No causal mask (BERT-style attention), sequence shorter than n_ctx.
+    "bidirectional": (dict(_SMALL, attention_dir="bidirectional"), 2, 9),
+    # The two other tanh GELUs TransformerLens knows.
+    "gelu_fast": (dict(_SMALL, act_fn="gelu_fast"), 2, 10),
+    "gelu_pytorch_tanh": (dict(_SMALL, act_fn="gelu_pytorch_tanh"), 2, 10),
+}
+
+# Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the
+# field (tests/data/verify_bad/transformer/refused_<name>.*; MANIFEST.tsv names the field).
+_TINY = dict(CASES["tiny"][0])
+REFUSED: Dict[str, tuple] = {
+    "refused_rotary": (dict(_TINY, positional_embedding_type="rotary"), 1, 4),
+    "refused_shortformer": (dict(_TINY, positional_embedding_type="shortformer"), 1, 4),
+    "refused_rms": (dict(_TINY, normalization_type="RMS"), 1, 4),
+    "refused_solu_ln": (dict(_TINY, act_fn="solu_ln"), 1, 4),
+    "refused_parallel_attn_mlp": (dict(_TINY, parallel_attn_mlp=True), 1, 4),
+    "refused_gqa": (dict(_TINY, n_key_value_heads=1), 1, 4),
+    "refused_logit_soft_cap": (dict(_TINY, output_logits_soft_cap=2.0), 1, 4),
+    "refused_use_attn_result": (dict(_TINY, use_attn_result=True), 1, 4),
+}
 # Cases whose tokens are fixed by hand rather than drawn (tiny's draw repeats one token).
 FIXED_TOKENS = {"tiny": [[4, 2, 3, 0]]}
 
 
-def full_spec(partial: Dict[str, Any]) -> Dict[str, Any]:
-    spec = dict(attn_only=False, eps=1e-5, positional_embedding_type="standard")
-    spec.update(partial)
-    assert set(spec) == set(tl_format.SPEC_KEYS), sorted(set(spec) ^ set(tl_format.SPEC_KEYS))
-    return spec
+def saved_config(args: Dict[str, Any]) -> Dict[str, Any]:
+    """The config as TransformerLens saves it: json.dump(cfg.to_dict(), default=str), read back."""
+    cfg = tl_format.HookedTransformerConfig(**args, device="cpu")
+    return tl_format.full_config(cfg)
 
 
-def random_weights(spec: Dict[str, Any], rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    """Float32 random weights for every parameter of a model with this SPEC config."""
-    shapes = tl_format.weight_shapes(spec)
-    d_model, n_heads, d_head = spec["d_model"], spec["n_heads"], spec["d_head"]
+def random_weights(config: Dict[str, Any], rng: np.random.Generator) -> Dict[str, np.ndarray]:
+    """Float32 random weights for every parameter of a model with this config."""
+    shapes = tl_format.weight_shapes(config)
+    d_model, n_heads, d_head = config["d_model"], config["n_heads"], config["d_head"]
     out: Dict[str, np.ndarray] = {}
     for name in sorted(shapes):
         shape = shapes[name]
-        leaf = name.rsplit(".", 1)[-1]
+        leaf = name.rsplit(".", 1)[-1].lstrip("_")  # grouped-query attention stores _W_K, _b_K
         normal = rng.standard_normal(shape)
         if leaf == "W_E":
             a = normal
@@ -93,7 +131,7 @@ def random_weights(spec: Dict[str, Any], rng: np.random.Generator) -> Dict[str, 
         elif leaf == "W_O":
             a = normal / np.sqrt(n_heads * d_head)
         elif leaf == "W_out":
-            a = normal / np.sqrt(spec["d_mlp"])
+            a = normal / np.sqrt(config["d_mlp"])
         elif leaf == "w":  # LayerNorm weight
             a = 1.0 + 0.1 * normal
         elif leaf == "b" or leaf.startswith("b_"):  # LayerNorm bias and every linear bias
@@ -105,47 +143,52 @@ def random_weights(spec: Dict[str, Any], rng: np.random.Generator) -> Dict[str, 
 
 
 def make_case(name: str, out_dir: str) -> None:
-    partial, batch, seq = CASES[name]
-    spec = full_spec(partial)
+    args, batch, seq = {**CASES, **VARIANTS, **REFUSED}[name]
+    config = saved_config(args)
     # A case's numbers depend only on SEED and its name, not on which other cases run.
     rng = np.random.default_rng([SEED, sum(name.encode()), len(name)])
-    weights = random_weights(spec, rng)
-    tokens = rng.integers(0, spec["d_vocab"], size=(batch, seq), dtype=np.int64)
-    tokens[0, 0] = spec["d_vocab"] - 1
+    weights = random_weights(config, rng)
+    tokens = rng.integers(0, config["d_vocab"], size=(batch, seq), dtype=np.int64)
+    tokens[0, 0] = config["d_vocab"] - 1
     tokens[-1, -1] = 0
     if name in FIXED_TOKENS:
         tokens = np.array(FIXED_TOKENS[name], dtype=np.int64)
         assert tokens.shape == (batch, seq)
     notes: list = []
-    expected = tl_format.expected_arrays(spec, weights, tokens, notes)
-    # The loaded float64 model must hold exactly the float32 values (checked inside load_weights
-    # by construction; checked again here against what is written).
-    check = tl_format.build_model(spec)
+    expected = tl_format.expected_arrays(config, weights, tokens, notes)
+    # The loaded float64 model must hold exactly the float32 values.
+    check = tl_format.build_model(config)
     tl_format.load_weights(check, weights)
-    for k, v in tl_format.weight_arrays(check, spec).items():
+    for k, v in tl_format.weight_arrays(check, config).items():
         assert np.array_equal(v, weights[k]), k
-    assert expected["logits"].shape == (batch, seq, spec["d_vocab_out"])
+    assert expected["logits"].shape == (batch, seq, config["d_vocab_out"])
+    problems = tl_format.unsupported(config)
+    assert bool(problems) == (name in REFUSED), (name, problems)
     arrays = {**weights, **expected}
-    paths = tl_format.write_fixture(os.path.join(out_dir, name), spec, arrays)
+    paths = tl_format.write_fixture(os.path.join(out_dir, name), config, arrays)
     sizes = ", ".join(f"{os.path.basename(p)} {os.path.getsize(p)} B" for p in paths)
     print(f"{name}: {len(weights)} weights, {len(list(tl_format.cache_keys(arrays)))} cache "
           f"entries; {sizes}")
-    for n in notes:
+    for n in notes + problems:
         print(f"  note: {n}")
 
 
 def main() -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cases", nargs="*", help=f"cases to write (default all: {', '.join(CASES)})")
-    p.add_argument("--out", default=os.path.join(root, "fixtures", "transformer"),
-                   help="output folder (default fixtures/transformer)")
+    every = {**CASES, **VARIANTS, **REFUSED}
+    p.add_argument("cases", nargs="*", help=f"cases to write (default all: {', '.join(every)})")
+    p.add_argument("--out", default=None,
+                   help="output folder for every case (default fixtures/transformer, and "
+                        "tests/data/verify_bad/transformer for the refused_* cases)")
     args = p.parse_args()
     for c in args.cases:
-        if c not in CASES:
-            p.error(f"unknown case {c!r}; cases: {', '.join(CASES)}")
-    for c in args.cases or list(CASES):
-        make_case(c, args.out)
+        if c not in every:
+            p.error(f"unknown case {c!r}; cases: {', '.join(every)}")
+    good = os.path.join(root, "fixtures", "transformer")
+    bad = os.path.join(root, "tests", "data", "verify_bad", "transformer")
+    for c in args.cases or list(every):
+        make_case(c, args.out or (bad if c in REFUSED else good))
     return 0
 
 

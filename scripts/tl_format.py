@@ -4,15 +4,18 @@ Used by ``make_transformer_fixtures.py`` (the project's own fixtures, random wei
 ``export_transformerlens.py`` (a user's model). The format is the "Transformer" section of the
 fixture contract (SPEC.md):
 
-* ``<out>.json``: the config under TransformerLens field names, restricted to ``SPEC_KEYS``.
-* ``<out>.npz``: float32 weights under TransformerLens state-dict names (the ``attn.mask`` and
-  ``attn.IGNORE`` buffers are left out), and optionally ``tokens`` (int64 [B,S]), the expected
-  ``logits`` (float64 [B,S,d_vocab_out]) and ``cache.<hook name>`` (float64) for every hook that
-  ``HookedTransformer.run_with_cache`` returns by default.
+* ``<out>.json``: the model's whole ``HookedTransformerConfig``, as
+  ``json.dump(model.cfg.to_dict(), f, default=str)`` writes it (SPEC's keys are among its fields;
+  shaderlens ignores the fields that cannot change the forward pass, and reads or refuses by name
+  those that can).
+* ``<out>.npz``: float32 weights under TransformerLens state-dict names (the model's parameters;
+  buffers such as ``attn.mask`` and ``attn.IGNORE`` are left out), and optionally ``tokens`` (int64
+  [B,S]), the expected ``logits`` (float64 [B,S,d_vocab_out]) and ``cache.<hook name>`` (float64)
+  for every hook that ``HookedTransformer.run_with_cache`` returns by default.
 
 The expected arrays are "the float64 result of the float32 inputs": the float32 weights are loaded
-into a fresh float64 HookedTransformer built from the restricted config alone, which is then run on
-the tokens. Building it from the restricted config is also the proof that the config says all there
+into a fresh float64 HookedTransformer built from the written config alone, which is then run on
+the tokens. Building it from the written config is also the proof that the config says all there
 is to say about the model.
 
 Needs: numpy, torch, transformer-lens 3.x (4.x removed HookedTransformer). Tested with
@@ -21,8 +24,8 @@ transformer-lens 3.9.0, torch 2.15.0, numpy 2.4.6, Python 3.11.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional
@@ -35,7 +38,7 @@ warnings.filterwarnings("ignore", message=".*HookedTransformer is deprecated.*")
 
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
-# The config keys of SPEC.md's "Transformer" section, in the order they are written.
+# The config keys of SPEC.md's "Transformer" section (all of them are HookedTransformerConfig fields).
 SPEC_KEYS = (
     "n_layers",
     "d_model",
@@ -52,159 +55,126 @@ SPEC_KEYS = (
     "positional_embedding_type",
 )
 
-# TransformerLens act_fn -> the SPEC name. gelu_pytorch_tanh and gelu_fast are the same function as
-# gelu_new (the tanh approximation), written differently; the exporter's check confirms it.
-ACT_FNS = {
-    "relu": "relu",
-    "gelu": "gelu",
-    "gelu_new": "gelu_new",
-    "gelu_pytorch_tanh": "gelu_new",
-    "gelu_fast": "gelu_new",
-}
+# The act_fn values shaderlens implements (docs/transformerlens.md).
+ACT_FNS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 NORMALIZATION_TYPES = ("LN", "LNPre", None)
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
 
-# Buffers in the state dict that are not weights (SPEC: "may be present and are ignored").
-BUFFER_SUFFIXES = ("attn.mask", "attn.IGNORE")
+# Boolean switches that change the forward pass (or add hooks) and that shaderlens refuses when on.
+REFUSED_SWITCHES = (
+    "use_attn_result", "use_split_qkv_input", "use_hook_mlp_in", "use_attn_in", "use_hook_tokens",
+    "use_qk_norm", "use_logn_attn", "use_local_attn", "parallel_attn_mlp", "post_embedding_ln",
+    "load_in_4bit", "use_normalization_before_and_after", "use_attention_sinks",
+)
+OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
 
 class UnsupportedModel(ValueError):
-    """The model uses something that the fixture format (SPEC.md) cannot express."""
+    """The model uses something that shaderlens refuses (docs/transformerlens.md)."""
 
 
 def is_buffer_key(name: str) -> bool:
-    return name.endswith(BUFFER_SUFFIXES)
+    """Whether a state-dict key is a buffer, not a parameter (attn.mask, attn.IGNORE, rotary...)."""
+    return name.endswith(("attn.mask", "attn.IGNORE", "rotary_sin", "rotary_cos"))
 
 
-def _get(cfg: Any, name: str, default: Any = None) -> Any:
-    return getattr(cfg, name, default)
+def full_config(cfg: HookedTransformerConfig) -> Dict[str, Any]:
+    """``cfg.to_dict()`` exactly as ``json.dump(..., default=str)`` writes it, read back."""
+    return json.loads(json.dumps(cfg.to_dict(), default=str))
 
 
-def spec_config(cfg: HookedTransformerConfig) -> Dict[str, Any]:
-    """The SPEC config of a TransformerLens config, or UnsupportedModel naming every problem."""
+def unsupported(config: Mapping[str, Any]) -> List[str]:
+    """What in a saved config shaderlens refuses (empty when it runs the model exactly); the same
+    rules as src/transformer/config.rs, for an early message from the exporter."""
     problems: List[str] = []
 
     def bad(cond: bool, msg: str) -> None:
         if cond:
             problems.append(msg)
 
-    pos = _get(cfg, "positional_embedding_type", "standard")
-    bad(pos != "standard", f"positional_embedding_type is {pos!r}; only 'standard' (learned absolute "
-        "W_pos) is supported (no rotary, shortformer, alibi or relative position bias)")
-    norm = _get(cfg, "normalization_type", "LN")
-    bad(norm not in NORMALIZATION_TYPES, f"normalization_type is {norm!r}; only 'LN', 'LNPre' or "
-        "None are supported (no RMS / RMSPre)")
-    bad(bool(_get(cfg, "final_rms")), "final_rms is set (RMS final norm is not supported)")
-    bad(bool(_get(cfg, "uses_rms_norm")), "uses_rms_norm is set (RMS norm is not supported)")
-    act = _get(cfg, "act_fn")
-    attn_only = bool(_get(cfg, "attn_only", False))
-    if not attn_only:
-        bad(act not in ACT_FNS, f"act_fn is {act!r}; only {sorted(ACT_FNS)} are supported "
-            "(no SoLU, SiLU, *_ln activations)")
-    bad(bool(_get(cfg, "parallel_attn_mlp")), "parallel_attn_mlp is set (GPT-J/NeoX-style parallel "
-        "attention and MLP are not supported)")
-    bad(bool(_get(cfg, "gated_mlp")), "gated_mlp is set (gated MLPs are not supported)")
-    bad(_get(cfg, "num_experts") not in (None, 0), "num_experts is set (mixture of experts is not "
-        "supported)")
-    nkv = _get(cfg, "n_key_value_heads")
-    bad(nkv is not None, f"n_key_value_heads is {nkv} (grouped-query attention is not supported)")
-    bad(_get(cfg, "attention_dir", "causal") != "causal", "attention_dir is not 'causal'")
-    bad(bool(_get(cfg, "use_local_attn")) or _get(cfg, "attn_types") is not None
-        or _get(cfg, "window_size") is not None, "local / sliding-window attention is not supported")
-    d_head = _get(cfg, "d_head")
-    if not _get(cfg, "use_attn_scale", True):
-        problems.append("use_attn_scale is False; the scale must be 1/sqrt(d_head)")
-    else:
-        scale = _get(cfg, "attn_scale", -1.0)
-        bad(scale not in (-1.0, None) and not math.isclose(float(scale), math.sqrt(d_head),
-                                                           rel_tol=1e-12),
-            f"attn_scale is {scale}; only sqrt(d_head) = {math.sqrt(d_head)} is supported")
-    bad(bool(_get(cfg, "scale_attn_by_inverse_layer_idx")), "scale_attn_by_inverse_layer_idx is set")
-    bad(bool(_get(cfg, "post_embedding_ln")), "post_embedding_ln is set")
-    bad(bool(_get(cfg, "use_normalization_before_and_after")),
-        "use_normalization_before_and_after is set (post-norms are not supported)")
-    bad(bool(_get(cfg, "use_qk_norm")), "use_qk_norm is set")
-    bad(_get(cfg, "clip_qkv") is not None, "clip_qkv is set")
-    bad(bool(_get(cfg, "use_logn_attn")), "use_logn_attn is set")
-    bad(bool(_get(cfg, "use_attention_sinks")), "use_attention_sinks is set")
+    c = config.get
+    attn_only = bool(c("attn_only", False))
+    pos = c("positional_embedding_type", "standard")
+    bad(pos != "standard", f"positional_embedding_type is {pos!r} (only 'standard')")
+    norm = c("normalization_type", "LN")
+    bad(norm not in NORMALIZATION_TYPES, f"normalization_type is {norm!r} (LN, LNPre or None)")
+    bad(not attn_only and c("act_fn") not in ACT_FNS, f"act_fn is {c('act_fn')!r} (one of {ACT_FNS})")
+    for k in REFUSED_SWITCHES:
+        bad(bool(c(k, False)), f"{k} is set")
+    bad(not attn_only and bool(c("gated_mlp", False)), "gated_mlp is set")
+    for k in ("num_experts", "experts_per_token"):
+        bad(not attn_only and c(k) is not None, f"{k} is {c(k)} (mixture of experts)")
+    bad(c("n_key_value_heads") is not None, f"n_key_value_heads is {c('n_key_value_heads')}")
+    bad(c("clip_qkv") is not None, f"clip_qkv is {c('clip_qkv')}")
+    bad(bool(c("final_rms", False)) and norm is not None, "final_rms is set")
     for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):
-        v = _get(cfg, cap, -1.0)
-        bad(v is not None and float(v) > 0, f"{cap} is {v} (soft-capping is not supported)")
-    bad(bool(_get(cfg, "load_in_4bit")) or _get(cfg, "quantization_method") is not None,
-        "the model is quantized")
-    arch = _get(cfg, "original_architecture")
-    bad(arch in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"),
-        f"original_architecture {arch} applies QK-norm / post-norm")
-    if problems:
-        raise UnsupportedModel(
-            "this model cannot be written as a shaderlens fixture (see SPEC.md, Transformer):\n  - "
-            + "\n  - ".join(problems))
-
-    d_vocab = int(cfg.d_vocab)
-    d_vocab_out = int(_get(cfg, "d_vocab_out", -1))
-    if d_vocab_out == -1:
-        d_vocab_out = d_vocab
-    return {
-        "n_layers": int(cfg.n_layers),
-        "d_model": int(cfg.d_model),
-        "n_heads": int(cfg.n_heads),
-        "d_head": int(cfg.d_head),
-        # TL fills d_mlp = 4 d_model even for attn_only models; SPEC says nothing uses it there.
-        "d_mlp": None if attn_only else int(cfg.d_mlp),
-        "d_vocab": d_vocab,
-        "d_vocab_out": d_vocab_out,
-        "n_ctx": int(cfg.n_ctx),
-        "act_fn": ACT_FNS.get(act, act) if not attn_only else (ACT_FNS.get(act, "relu")),
-        "normalization_type": norm,
-        "attn_only": attn_only,
-        "eps": float(cfg.eps),
-        "positional_embedding_type": "standard",
-    }
+        v = c(cap)
+        bad(v is not None and float(v) > 0, f"{cap} is {v}")
+    bad(c("attention_dir", "causal") not in ("causal", "bidirectional"),
+        f"attention_dir is {c('attention_dir')!r}")
+    bad(c("original_architecture") in OLMO, f"original_architecture is {c('original_architecture')}")
+    return problems
 
 
-def build_model(spec: Mapping[str, Any], dtype: torch.dtype = torch.float64) -> HookedTransformer:
-    """A HookedTransformer on the CPU built from the SPEC config alone (weights uninitialised)."""
-    unknown = set(spec) - set(SPEC_KEYS)
+def config_from_saved(saved: Mapping[str, Any], dtype: Optional[torch.dtype] = None
+                      ) -> HookedTransformerConfig:
+    """A CPU HookedTransformerConfig from a saved config (full to_dict() or SPEC's keys alone), in
+    ``dtype`` (default: the saved one), with no tokenizer download and no weight initialisation."""
+    fields = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
+    unknown = sorted(set(saved) - fields)
     if unknown:
-        raise ValueError(f"not SPEC config keys: {sorted(unknown)}")
-    kwargs = dict(spec)
-    if kwargs.get("attn_only"):
-        kwargs["d_mlp"] = None
-    cfg = HookedTransformerConfig(**kwargs, dtype=dtype, device="cpu", init_weights=False)
-    model = HookedTransformer(cfg, move_to_device=False)
+        raise ValueError(f"not HookedTransformerConfig fields: {unknown}")
+    kwargs = dict(saved)
+    if dtype is None:
+        name = str(kwargs.get("dtype", "torch.float32")).replace("torch.", "")
+        if name not in DTYPES:
+            raise ValueError(f"unknown dtype {kwargs.get('dtype')!r}")
+        dtype = DTYPES[name]
+    kwargs.update(dtype=dtype, device="cpu", tokenizer_name=None, init_weights=False)
+    kwargs.pop("n_params", None)  # derived
+    if kwargs.get("attn_only") and kwargs.get("d_mlp") is None:
+        kwargs.pop("d_mlp", None)
+    return HookedTransformerConfig(**kwargs)
+
+
+def build_model(config: Mapping[str, Any], dtype: torch.dtype = torch.float64) -> HookedTransformer:
+    """A HookedTransformer on the CPU built from a saved config alone (weights uninitialised)."""
+    model = HookedTransformer(config_from_saved(config, dtype), move_to_device=False)
     model.eval()
     return model
 
 
-def weight_shapes(spec: Mapping[str, Any]) -> Dict[str, tuple]:
-    """State-dict name -> shape of every weight (no buffers) of a model with this SPEC config."""
-    model = build_model(spec, dtype=torch.float32)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not is_buffer_key(k)}
+def weight_shapes(config: Mapping[str, Any]) -> Dict[str, tuple]:
+    """State-dict name -> shape of every parameter (no buffers) of a model with this config."""
+    model = build_model(config, dtype=torch.float32)
+    return {k: tuple(v.shape) for k, v in model.named_parameters()}
 
 
-def weight_arrays(model: HookedTransformer, spec: Optional[Mapping[str, Any]] = None
+def weight_arrays(model: HookedTransformer, config: Optional[Mapping[str, Any]] = None
                   ) -> Dict[str, np.ndarray]:
-    """The model's weights as float32 C-order arrays under their state-dict names.
+    """The model's parameters as float32 C-order arrays under their state-dict names.
 
-    When ``spec`` is given, the names and shapes must be exactly those of a model built from
-    ``spec``; an extra parameter means the model has something the SPEC config cannot express."""
+    When ``config`` is given, the names and shapes must be exactly those of a model built from
+    it; anything else means the config does not describe the model."""
     out: Dict[str, np.ndarray] = {}
     for name, t in model.state_dict().items():
         if is_buffer_key(name):
             continue
         out[name] = np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
-    if spec is not None:
-        want = weight_shapes(spec)
+    if config is not None:
+        want = weight_shapes(config)
         extra = sorted(set(out) - set(want))
         missing = sorted(set(want) - set(out))
         wrong = sorted(k for k in set(out) & set(want) if out[k].shape != want[k])
         if extra or missing or wrong:
-            msg = ["the model's state dict does not match its SPEC config:"]
+            msg = ["the model's state dict does not match its saved config:"]
             if extra:
-                msg.append(f"  parameters SPEC does not know: {extra}")
+                msg.append(f"  parameters the config does not give: {extra}")
             if missing:
                 msg.append(f"  missing parameters: {missing}")
             for k in wrong:
-                msg.append(f"  {k}: shape {out[k].shape}, SPEC config gives {want[k]}")
+                msg.append(f"  {k}: shape {out[k].shape}, the config gives {want[k]}")
             raise UnsupportedModel("\n".join(msg))
     return out
 
@@ -231,7 +201,7 @@ def expected_arrays(spec: Mapping[str, Any], weights: Mapping[str, np.ndarray],
                     tokens: np.ndarray, notes: Optional[List[str]] = None
                     ) -> Dict[str, np.ndarray]:
     """``tokens``, float64 ``logits`` and ``cache.<hook>`` for every default run_with_cache hook,
-    from a float64 model built from ``spec`` holding the float32 ``weights``."""
+    from a float64 model built from the saved config ``spec`` holding the float32 ``weights``."""
     tokens = np.ascontiguousarray(np.asarray(tokens, dtype=np.int64))
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [B, S], got shape {tokens.shape}")
@@ -247,7 +217,7 @@ def expected_arrays(spec: Mapping[str, Any], weights: Mapping[str, np.ndarray],
                                   "logits": logits.detach().to(torch.float64).numpy().copy()}
     for name, t in cache.items():
         a = t.detach().to(torch.float64).numpy().copy()
-        if name.endswith("attn.hook_attn_scores"):
+        if name.endswith("attn.hook_attn_scores") and spec.get("attention_dir", "causal") == "causal":
             a = _masked_to_neg_inf(name, a, notes)
         out[f"cache.{name}"] = a
     return out
@@ -271,10 +241,12 @@ def _masked_to_neg_inf(name: str, a: np.ndarray, notes: Optional[List[str]]) -> 
     return a
 
 
-def write_fixture(out_prefix: str, spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+def write_fixture(out_prefix: str, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
                   ) -> List[str]:
-    """Write ``<out_prefix>.json`` and ``<out_prefix>.npz`` (compressed); return their paths."""
-    config = {k: spec[k] for k in SPEC_KEYS}
+    """Write ``<out_prefix>.json`` (the saved config, as given) and ``<out_prefix>.npz``
+    (compressed); return their paths."""
+    missing = [k for k in SPEC_KEYS if k not in config]
+    assert not missing, f"the config lacks SPEC keys {missing}"
     for k, v in arrays.items():
         if k == "tokens":
             assert v.dtype == np.int64, k
@@ -287,7 +259,7 @@ def write_fixture(out_prefix: str, spec: Mapping[str, Any], arrays: Mapping[str,
         os.makedirs(d, exist_ok=True)
     json_path, npz_path = out_prefix + ".json", out_prefix + ".npz"
     with open(json_path, "w") as f:
-        json.dump(config, f, indent=2)
+        json.dump(dict(config), f, indent=2, default=str)
         f.write("\n")
     np.savez_compressed(npz_path, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return [json_path, npz_path]

@@ -30,9 +30,9 @@ fn config_error(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value
 #[test]
 fn configs_with_unknown_keys_or_values_are_refused_by_name() {
     let e = config_error(|c| {
-        c.insert("rotary_dim".into(), 4.into());
+        c.insert("rotary_dimm".into(), 4.into());
     });
-    assert!(e.contains("unknown field `rotary_dim`"), "{e}");
+    assert!(e.contains("unknown field `rotary_dimm`"), "{e}");
     let e = config_error(|c| {
         c.insert("act_fn".into(), "solu_ln".into());
     });
@@ -50,9 +50,9 @@ fn configs_with_unknown_keys_or_values_are_refused_by_name() {
     });
     assert!(e.contains("missing field `eps`"), "{e}");
     let e = config_error(|c| {
-        c.insert("attn_only".into(), true.into());
+        c.insert("d_mlp".into(), serde_json::Value::Null);
     });
-    assert!(e.contains("d_mlp is 16 but attn_only is true"), "{e}");
+    assert!(e.contains("d_mlp is null but attn_only is false"), "{e}");
     let e = config_error(|c| {
         c.insert("n_heads".into(), 0.into());
     });

@@ -3,7 +3,9 @@
 //!
 //! Written from SPEC's "Transformer" section and TransformerLens 3.9's code, independently of the
 //! GPU forward: embedding `W_E[tokens] + W_pos[:S]`; per block an optional LayerNorm (`LN`, or
-//! `LNPre` without weights), attention with scale `1/sqrt(d_head)` and the causal mask, the
+//! `LNPre` without weights), attention (scores divided by the config's `attn_scale`, times `l + 1`
+//! with `scale_attn_by_inverse_layer_idx`; the causal mask unless `attention_dir` is
+//! bidirectional), the
 //! residual addition, and (unless attention-only) a second LayerNorm, `W_in`, the activation,
 //! `W_out` and the second addition; the final LayerNorm and the unembedding. Every hook of
 //! [`hooks`] passes through one function, which applies the interventions on it and caches it
@@ -15,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::reference::attention::attention_scores;
 use crate::reference::gelu::gelu;
 use crate::reference::layer_norm::layer_norm_full;
-use crate::transformer::config::Config;
+use crate::transformer::config::{Activation, Config};
 use crate::transformer::hooks::{find, hooks, Cache, Hook, Names};
 use crate::transformer::intervention::{apply_host, Intervention};
 use crate::transformer::weights::{LayerNormWeights, Weights};
@@ -64,7 +66,7 @@ pub fn forward(
         let p = format!("blocks.{l}");
         resid = run.hook(&format!("{p}.hook_resid_pre"), resid)?;
         let x = layer_norm(&mut run, config, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
-        let attn_out = attention(&mut run, config, &p, &x, &block.attn)?;
+        let attn_out = attention(&mut run, config, l, &x, &block.attn)?;
         let attn_out = run.hook(&format!("{p}.hook_attn_out"), attn_out)?;
         let Some(mlp) = &block.mlp else {
             resid = run.hook(&format!("{p}.hook_resid_post"), resid + attn_out)?;
@@ -73,9 +75,10 @@ pub fn forward(
         let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
         let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
         let pre = run.hook(&format!("{p}.mlp.hook_pre"), linear(&x, &mlp.w_in, &mlp.b_in)?)?;
-        let post = match config.act_fn.gelu() {
-            Some(kind) => gelu(kind, pre.view()),
-            None => pre.mapv(|v| v.max(0.0)),
+        let post = match (config.act_fn, config.act_fn.gelu()) {
+            (Activation::GeluFast, _) => pre.mapv(gelu_fast),
+            (_, Some(kind)) => gelu(kind, pre.view()),
+            (_, None) => pre.mapv(|v| v.max(0.0)),
         };
         let post = run.hook(&format!("{p}.mlp.hook_post"), post)?;
         let mlp_out = run.hook(&format!("{p}.hook_mlp_out"), linear(&post, &mlp.w_out, &mlp.b_out)?)?;
@@ -140,15 +143,25 @@ fn layer_norm(
     })
 }
 
-/// The attention block from its input to z, then `z W_O + b_O`, through every attention hook.
+/// TransformerLens's `gelu_fast`, `0.5 x (1 + tanh(x · 0.7978845608 · (1 + 0.044715 x²)))`, with
+/// its constant as written (not `sqrt(2/pi)`), in the tail-safe form of
+/// [`crate::reference::gelu::gelu_tanh`].
+fn gelu_fast(x: f64) -> f64 {
+    let u = x * 0.7978845608 * (1.0 + 0.044715 * x * x);
+    x / (1.0 + (-2.0 * u).exp())
+}
+
+/// The attention of block `layer` from its input to z, then `z W_O + b_O`, through every
+/// attention hook.
 fn attention(
     run: &mut Run<'_>,
     config: &Config,
-    prefix: &str,
+    layer: usize,
     x: &ArrayD<f64>,
     w: &crate::reference::attention_layer::AttentionWeights<ArrayD<f64>>,
 ) -> Result<ArrayD<f64>> {
     let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
+    let prefix = format!("blocks.{layer}");
     let (batch, seq, dm) = (x.shape()[0], x.shape()[1], config.d_model);
     let (heads, d_head) = (config.n_heads, config.d_head);
     let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
@@ -165,10 +178,10 @@ fn attention(
     let q = run.hook(&format!("{prefix}.attn.hook_q"), project(&w.w_q, &w.b_q)?)?;
     let k = run.hook(&format!("{prefix}.attn.hook_k"), project(&w.w_k, &w.b_k)?)?;
     let v = run.hook(&format!("{prefix}.attn.hook_v"), project(&w.w_v, &w.b_v)?)?;
-    let scale = 1.0 / (d_head as f64).sqrt();
-    let scores = attention_scores(by_head(&q), by_head(&k), by_head(&v), true, scale)?;
+    let scale = config.score_scale(layer);
+    let scores = attention_scores(by_head(&q), by_head(&k), by_head(&v), config.causal, scale)?;
     let scores = run.hook(&format!("{prefix}.attn.hook_attn_scores"), scores)?;
-    let pattern = run.hook(&format!("{prefix}.attn.hook_pattern"), masked_softmax(&scores))?;
+    let pattern = run.hook(&format!("{prefix}.attn.hook_pattern"), masked_softmax(&scores, config.causal))?;
     let pattern4 = pattern.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
     let v4 = v.view().into_dimensionality::<Ix4>().map_err(shape_err)?;
     let z = super::filled(&[batch, seq, heads, d_head], 0.0, "hook_z")?;
@@ -177,8 +190,9 @@ fn attention(
         for h in 0..heads {
             for i in 0..seq {
                 // Keys past the query stay masked whatever an intervention wrote there.
-                let p = pattern4.slice(s![b, h, i, ..=i]);
-                z.slice_mut(s![b, i, h, ..]).assign(&p.dot(&v4.slice(s![b, ..=i, h, ..])));
+                let seen = if config.causal { i + 1 } else { seq };
+                let p = pattern4.slice(s![b, h, i, ..seen]);
+                z.slice_mut(s![b, i, h, ..]).assign(&p.dot(&v4.slice(s![b, ..seen, h, ..])));
             }
         }
     }
@@ -194,23 +208,23 @@ fn by_head(a: &ArrayD<f64>) -> ArrayViewD<'_, f64> {
     a.view().permuted_axes(IxDyn(&[0, 2, 1, 3]))
 }
 
-/// The causal softmax of scores \[B, H, S, S\] over the keys each query sees (`j <= i`), shifted
-/// by the row maximum; masked keys get 0, and so does a row whose visible scores are all `-inf`
-/// (as TransformerLens turns its NaN into 0).
-fn masked_softmax(scores: &ArrayD<f64>) -> ArrayD<f64> {
+/// The softmax of scores \[B, H, S, S\] over the keys each query sees (`j <= i` when `causal`,
+/// all of them otherwise), shifted by the row maximum; masked keys get 0, and so does a row whose
+/// visible scores are all `-inf` (as TransformerLens turns its NaN into 0).
+fn masked_softmax(scores: &ArrayD<f64>, causal: bool) -> ArrayD<f64> {
     let mut pattern = scores.clone();
     let seq = scores.shape()[2];
     for (n, mut row) in pattern.lanes_mut(Axis(3)).into_iter().enumerate() {
-        let i = n % seq;
-        let max = row.slice(s![..=i]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let seen = if causal { n % seq + 1 } else { seq };
+        let max = row.slice(s![..seen]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         if max == f64::NEG_INFINITY {
             row.fill(0.0);
             continue;
         }
-        row.slice_mut(s![..=i]).mapv_inplace(|v| (v - max).exp());
-        let sum = row.slice(s![..=i]).sum();
-        row.slice_mut(s![..=i]).mapv_inplace(|v| v / sum);
-        row.slice_mut(s![i + 1..]).fill(0.0);
+        row.slice_mut(s![..seen]).mapv_inplace(|v| (v - max).exp());
+        let sum = row.slice(s![..seen]).sum();
+        row.slice_mut(s![..seen]).mapv_inplace(|v| v / sum);
+        row.slice_mut(s![seen..]).fill(0.0);
     }
     pattern
 }

@@ -97,8 +97,8 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
     let strides = Strides::bshc(heads, seq, d_head);
     let problem = Problem {
         dims: AttentionDims { batch, heads, sq: seq, sk: seq, d: d_head, dv: d_head },
-        causal: true,
-        scale: (1.0 / (d_head as f64).sqrt()) as f32,
+        causal: config.causal,
+        scale: config.score_scale(l) as f32,
         q: (&qkv[0], strides),
         k: (&qkv[1], strides),
         v: (&qkv[2], strides),

@@ -1,13 +1,19 @@
-//! A model's configuration: SPEC's "Transformer" JSON under TransformerLens's field names.
+//! A model's configuration: SPEC's "Transformer" JSON under TransformerLens's field names, or the
+//! whole `HookedTransformerConfig` as `json.dump(model.cfg.to_dict(), f, default=str)` writes it.
 //!
-//! Parsing is strict on purpose. A key that is not one of SPEC's (say `rotary_dim` or
-//! `parallel_attn_mlp`) or a value shaderlens does not implement (say `act_fn: "solu_ln"`) would
+//! Parsing is strict on purpose. SPEC's keys are read and checked here; every other key must be a
+//! TransformerLens field, and [`tl_fields`] decides what happens to it: ignored when it cannot
+//! change the forward pass, read when shaderlens implements it (the attention scale, its direction,
+//! the GELU variants), refused by name with its value otherwise. A value shaderlens does not
+//! implement (say `act_fn: "solu_ln"`) or a key that TransformerLens does not know (a typo) would
 //! otherwise be silently ignored and the forward pass would compute a different model than the
-//! one described, so both are refused with an error that names them.
+//! one described.
+
+pub mod tl_fields;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::ops::gelu::Gelu;
@@ -21,6 +27,12 @@ pub enum Activation {
     GeluErf,
     /// `gelu_new`: GPT-2's tanh approximation.
     GeluTanh,
+    /// `gelu_pytorch_tanh`: PyTorch's `gelu(approximate="tanh")`, the same formula as `gelu_new`.
+    GeluPytorchTanh,
+    /// `gelu_fast`: the tanh approximation written `tanh(x · 0.7978845608 · (1 + 0.044715 x²))`;
+    /// its constant differs from `sqrt(2/pi)` by 3.6e-12 relative (the float64 reference uses it
+    /// as written, float32 cannot tell them apart).
+    GeluFast,
 }
 
 impl Activation {
@@ -30,15 +42,29 @@ impl Activation {
             Activation::Relu => "relu",
             Activation::GeluErf => "gelu",
             Activation::GeluTanh => "gelu_new",
+            Activation::GeluPytorchTanh => "gelu_pytorch_tanh",
+            Activation::GeluFast => "gelu_fast",
         }
     }
 
-    /// The GELU form, for the GELU activations.
+    /// The activation TransformerLens calls `name`, if shaderlens implements it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "relu" => Activation::Relu,
+            "gelu" => Activation::GeluErf,
+            "gelu_new" => Activation::GeluTanh,
+            "gelu_pytorch_tanh" => Activation::GeluPytorchTanh,
+            "gelu_fast" => Activation::GeluFast,
+            _ => return None,
+        })
+    }
+
+    /// The GPU kernel's GELU form, for the GELU activations (the three tanh forms share one).
     pub fn gelu(self) -> Option<Gelu> {
         match self {
             Activation::Relu => None,
             Activation::GeluErf => Some(Gelu::Erf),
-            Activation::GeluTanh => Some(Gelu::Tanh),
+            Activation::GeluTanh | Activation::GeluPytorchTanh | Activation::GeluFast => Some(Gelu::Tanh),
         }
     }
 }
@@ -81,28 +107,16 @@ pub struct Config {
     pub attn_only: bool,
     /// Layer norm's epsilon.
     pub eps: f64,
+    /// What attention scores are divided by (TransformerLens's `attn_scale`; 1 when
+    /// `use_attn_scale` is false), before the layer factor of `scale_attn_by_inverse_layer_idx`.
+    pub attn_scale: f64,
+    /// `scale_attn_by_inverse_layer_idx`: block `l`'s scores are divided by `l + 1` as well.
+    pub scale_attn_by_inverse_layer_idx: bool,
+    /// `attention_dir`: `causal` (true) or `bidirectional` (false, no mask).
+    pub causal: bool,
 }
 
-/// The JSON as written, before its values are checked. Unknown keys are refused here.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    n_layers: usize,
-    d_model: usize,
-    n_heads: usize,
-    d_head: usize,
-    d_mlp: Option<usize>,
-    d_vocab: usize,
-    d_vocab_out: usize,
-    n_ctx: usize,
-    act_fn: String,
-    normalization_type: Option<String>,
-    attn_only: bool,
-    eps: f64,
-    positional_embedding_type: String,
-}
-
-/// SPEC's config keys, in the order SPEC lists them.
+/// SPEC's config keys, in the order SPEC lists them (all required).
 pub const CONFIG_KEYS: [&str; 13] = [
     "n_layers",
     "d_model",
@@ -119,19 +133,46 @@ pub const CONFIG_KEYS: [&str; 13] = [
     "positional_embedding_type",
 ];
 
+/// The config's JSON object, read key by key with errors that name the key.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Result<&Value, String> {
+        self.0.get(key).ok_or_else(|| format!("missing field `{key}` (SPEC's config keys are all required)"))
+    }
+
+    fn usize(&self, key: &str) -> Result<usize, String> {
+        let v = self.get(key)?;
+        v.as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| format!("{key} is {} but must be a whole number >= 0", tl_fields::short(v)))
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        let v = self.get(key)?;
+        v.as_bool().ok_or_else(|| format!("{key} is {} but must be true or false", tl_fields::short(v)))
+    }
+
+    fn f64(&self, key: &str) -> Result<f64, String> {
+        let v = self.get(key)?;
+        v.as_f64().ok_or_else(|| format!("{key} is {} but must be a number", tl_fields::short(v)))
+    }
+
+    /// An optional TransformerLens field: its value, or `default` when absent.
+    fn or<'v>(&'v self, key: &str, default: &'v Value) -> &'v Value {
+        self.0.get(key).unwrap_or(default)
+    }
+}
+
 impl Config {
     /// Parses and checks a config from JSON text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            let hint = if message.contains("unknown field") {
-                " (shaderlens implements only SPEC's keys; a model that needs another one is not supported)"
-            } else {
-                ""
-            };
-            Error::Input(format!("model config: {}{hint}", crate::scalar::cut(&message, 500)))
-        })?;
-        Self::check(raw)
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::Input(format!("model config: not valid JSON: {}", crate::scalar::cut(&e.to_string(), 500))))?;
+        let Value::Object(map) = value else {
+            return Err(Error::Input(format!("model config: expected a JSON object, got {}", tl_fields::short(&value))));
+        };
+        Self::check(&map).map_err(|message| Error::Input(format!("model config: {message}")))
     }
 
     /// Reads and checks the config file at `path`.
@@ -140,75 +181,95 @@ impl Config {
         Self::from_json(&text).map_err(|e| Error::File { path: path.display().to_string(), message: e.to_string() })
     }
 
-    fn check(raw: RawConfig) -> Result<Self> {
-        let refuse = |message: String| Err(Error::Input(format!("model config: {}", crate::scalar::cut(&message, 500))));
-        let act_fn = match raw.act_fn.as_str() {
-            "relu" => Activation::Relu,
-            "gelu" => Activation::GeluErf,
-            "gelu_new" => Activation::GeluTanh,
-            other => return refuse(format!("act_fn {other:?} is not supported (use \"relu\", \"gelu\" or \"gelu_new\")")),
-        };
-        let normalization = match raw.normalization_type.as_deref() {
-            Some("LN") => Normalization::Ln,
-            Some("LNPre") => Normalization::LnPre,
-            None => Normalization::None,
-            Some(other) => {
-                return refuse(format!("normalization_type {other:?} is not supported (use \"LN\", \"LNPre\" or null)"))
+    fn check(map: &Map<String, Value>) -> Result<Self, String> {
+        let f = Fields(map);
+        tl_fields::check_others(map)?;
+        let attn_only = f.bool("attn_only")?;
+        let act = f.get("act_fn")?;
+        let act_fn = match (act.as_str().and_then(Activation::from_name), attn_only) {
+            (Some(a), _) => a,
+            // An attention-only model has no MLP: TransformerLens may leave act_fn null or set
+            // anything.
+            (None, true) => Activation::Relu,
+            (None, false) => {
+                return Err(format!(
+                    "act_fn {} is not supported (use \"relu\", \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\" or \"gelu_fast\")",
+                    tl_fields::short(act)
+                ))
             }
         };
-        if raw.positional_embedding_type != "standard" {
-            return refuse(format!(
-                "positional_embedding_type {:?} is not supported (only \"standard\": a learned W_pos added to the embedding)",
-                raw.positional_embedding_type
+        let normalization = match f.get("normalization_type")? {
+            Value::String(s) if s == "LN" => Normalization::Ln,
+            Value::String(s) if s == "LNPre" => Normalization::LnPre,
+            Value::Null => Normalization::None,
+            other => {
+                return Err(format!(
+                    "normalization_type {} is not supported (use \"LN\", \"LNPre\" or null)",
+                    tl_fields::short(other)
+                ))
+            }
+        };
+        let pos = f.get("positional_embedding_type")?;
+        if pos.as_str() != Some("standard") {
+            return Err(format!(
+                "positional_embedding_type {} is not supported (only \"standard\": a learned W_pos added to the embedding)",
+                tl_fields::short(pos)
             ));
         }
-        for (name, value) in [
-            ("d_model", raw.d_model),
-            ("n_heads", raw.n_heads),
-            ("d_head", raw.d_head),
-            ("d_vocab", raw.d_vocab),
-            ("d_vocab_out", raw.d_vocab_out),
-            ("n_ctx", raw.n_ctx),
-        ] {
-            if value == 0 {
-                return refuse(format!("{name} is 0 but must be at least 1"));
+        let n_layers = f.usize("n_layers")?;
+        let mut sizes = [0; 6];
+        for (slot, name) in sizes.iter_mut().zip(["d_model", "n_heads", "d_head", "d_vocab", "d_vocab_out", "n_ctx"]) {
+            *slot = f.usize(name)?;
+            if *slot == 0 {
+                return Err(format!("{name} is 0 but must be at least 1"));
             }
         }
-        match (raw.attn_only, raw.d_mlp) {
-            (true, Some(d)) => {
-                return refuse(format!("d_mlp is {d} but attn_only is true: an attention-only model has no MLP, so d_mlp must be null"))
+        let [d_model, n_heads, d_head, d_vocab, d_vocab_out, n_ctx] = sizes;
+        // TransformerLens fills d_mlp in (4 d_model) for attention-only models too: ignored there.
+        let d_mlp = if attn_only {
+            f.get("d_mlp")?;
+            None
+        } else if f.get("d_mlp")?.is_null() {
+            return Err("d_mlp is null but attn_only is false: the MLP needs a size".into());
+        } else {
+            match f.usize("d_mlp")? {
+                0 => return Err("d_mlp is 0 but must be at least 1".into()),
+                d => Some(d),
             }
-            (false, None) => return refuse("d_mlp is null but attn_only is false: the MLP needs a size".into()),
-            (false, Some(0)) => return refuse("d_mlp is 0 but must be at least 1".into()),
-            _ => {}
-        }
-        if !(raw.eps.is_finite() && raw.eps >= 0.0) {
-            return refuse(format!("eps is {} but must be a finite number >= 0", raw.eps));
+        };
+        let eps = f.f64("eps")?;
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(format!("eps is {eps} but must be a finite number >= 0"));
         }
         // The GPU computes in float32: an eps it cannot hold is refused here, not at run time.
-        crate::scalar::to_f32("eps", raw.eps).map_err(|e| Error::Input(format!("model config: {e}")))?;
+        crate::scalar::to_f32("eps", eps).map_err(|e| e.to_string())?;
+        let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention_fields(&f, d_head)?;
         Ok(Self {
-            n_layers: raw.n_layers,
-            d_model: raw.d_model,
-            n_heads: raw.n_heads,
-            d_head: raw.d_head,
-            d_mlp: raw.d_mlp,
-            d_vocab: raw.d_vocab,
-            d_vocab_out: raw.d_vocab_out,
-            n_ctx: raw.n_ctx,
+            n_layers,
+            d_model,
+            n_heads,
+            d_head,
+            d_mlp,
+            d_vocab,
+            d_vocab_out,
+            n_ctx,
             act_fn,
             normalization,
-            attn_only: raw.attn_only,
-            eps: raw.eps,
+            attn_only,
+            eps,
+            attn_scale,
+            scale_attn_by_inverse_layer_idx,
+            causal,
         })
     }
 
-    /// The config as SPEC's JSON (what [`Config::from_json`] reads back).
+    /// The config as JSON (what [`Config::from_json`] reads back): SPEC's keys and the
+    /// TransformerLens fields shaderlens implements.
     pub fn to_json(&self) -> String {
         let normalization = match self.normalization {
             Normalization::Ln => serde_json::json!("LN"),
             Normalization::LnPre => serde_json::json!("LNPre"),
-            Normalization::None => serde_json::Value::Null,
+            Normalization::None => Value::Null,
         };
         let value = serde_json::json!({
             "n_layers": self.n_layers,
@@ -224,6 +285,10 @@ impl Config {
             "attn_only": self.attn_only,
             "eps": self.eps,
             "positional_embedding_type": "standard",
+            "use_attn_scale": true,
+            "attn_scale": self.attn_scale,
+            "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
+            "attention_dir": if self.causal { "causal" } else { "bidirectional" },
         });
         value.to_string()
     }
@@ -242,4 +307,58 @@ impl Config {
     pub fn mlp(&self) -> Option<usize> {
         if self.attn_only { None } else { self.d_mlp }
     }
+
+    /// What block `layer`'s attention scores `q·k` are multiplied by: `1 / attn_scale`, divided
+    /// again by `layer + 1` with `scale_attn_by_inverse_layer_idx` (TransformerLens divides by
+    /// the product).
+    pub fn score_scale(&self, layer: usize) -> f64 {
+        let layer_factor = if self.scale_attn_by_inverse_layer_idx { (layer + 1) as f64 } else { 1.0 };
+        1.0 / (self.attn_scale * layer_factor)
+    }
+}
+
+/// `use_attn_scale` / `attn_scale`, `scale_attn_by_inverse_layer_idx` and `attention_dir`, with
+/// TransformerLens's defaults when absent (SPEC-only configs): `(attn_scale, by_layer, causal)`.
+fn attention_fields(f: &Fields<'_>, d_head: usize) -> Result<(f64, bool, bool), String> {
+    let default_scale = (d_head as f64).sqrt();
+    let use_scale = f.or("use_attn_scale", &Value::Bool(true));
+    let use_scale = use_scale
+        .as_bool()
+        .ok_or_else(|| format!("use_attn_scale is {} but must be true or false", tl_fields::short(use_scale)))?;
+    let attn_scale = if use_scale {
+        let v = f.or("attn_scale", &Value::Null);
+        match v {
+            // TransformerLens's "not set": sqrt(d_head).
+            Value::Null => default_scale,
+            _ => match v.as_f64() {
+                Some(s) if s == -1.0 => default_scale,
+                Some(s) if s.is_finite() && s > 0.0 => s,
+                _ => {
+                    return Err(format!(
+                        "attn_scale is {} but must be a finite number > 0 (or -1 for sqrt(d_head)) when use_attn_scale is true",
+                        tl_fields::short(v)
+                    ))
+                }
+            },
+        }
+    } else {
+        1.0
+    };
+    let by_layer = f.or("scale_attn_by_inverse_layer_idx", &Value::Bool(false));
+    let by_layer = by_layer.as_bool().ok_or_else(|| {
+        format!("scale_attn_by_inverse_layer_idx is {} but must be true or false", tl_fields::short(by_layer))
+    })?;
+    let dir = f.or("attention_dir", &Value::Null);
+    let causal = match dir.as_str() {
+        None if dir.is_null() => true,
+        Some("causal") => true,
+        Some("bidirectional") => false,
+        _ => {
+            return Err(format!(
+                "attention_dir is {} but shaderlens needs \"causal\" or \"bidirectional\"",
+                tl_fields::short(dir)
+            ))
+        }
+    };
+    Ok((attn_scale, by_layer, causal))
 }
