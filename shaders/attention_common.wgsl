@@ -43,8 +43,8 @@ struct Params {
     tiles_j: u32,   // column tiles (keys or value columns; 1 for the fused kernel) per query tile
     j_begin: u32,   // the segment of keys this dispatch walks (softmax, pattern_v, fused)
     j_end: u32,
+    keep_stats: u32, // fused kernel: write every query tile's final m and l to `stats`
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;

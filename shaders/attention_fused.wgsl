@@ -21,7 +21,8 @@
 //
 // The host dispatches the kernel once per segment of keys [j_begin, j_end), because lavapipe and
 // llvmpipe stop an invocation after 65535 loop iterations in total (silently): between segments
-// m and l wait in `stats` and the accumulators in `acc`; the last segment writes out.
+// m and l wait in `stats` and the accumulators in `acc`; the last segment writes out (and, when
+// params.keep_stats is set, the final m and l of every query to `stats`, for a backward pass).
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
@@ -183,10 +184,13 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         }
     }
 
-    if (params.j_end < params.sk) {
-        // More segments follow: keep the running maximum and sum.
+    if (params.j_end < params.sk || params.keep_stats != 0u) {
+        // More segments follow, or the caller wants the row statistics (for a backward pass):
+        // keep the running maximum and sum.
         stats[2u * g] = m;
         stats[2u * g + 1u] = l;
+    }
+    if (params.j_end < params.sk) {
         return;
     }
     // 0 where no key (or only -inf scores) was seen; NaN stays NaN (numpy's row is NaN).

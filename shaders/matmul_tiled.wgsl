@@ -1,6 +1,7 @@
 // Batched matrix product out[batch] = a[batch] @ b[batch], float32, tiled through workgroup
 // memory with double buffering: the classic GPU kernel (the register-blocked kernels that suit CPU
-// drivers are in shaders/matmul.wgsl, with the same bindings and Params).
+// drivers are in shaders/matmul.wgsl, with the same bindings and Params). Either operand may be
+// transposed: a and b are read through the strides in Params.
 //
 // A workgroup of TW x TW = 16 x 16 invocations computes a BT x BT = 128 x 128 tile of the output;
 // each invocation an 8 x 8 block in registers, its rows tile_row + y + 16 i and columns
@@ -19,25 +20,11 @@
 //
 // Every output is one fused multiply-add chain in increasing k, as in the register-blocked kernels.
 //
-// Dispatch and broadcasting as in shaders/matmul.wgsl: a linear workgroup index on a 2-D grid and
+// Dispatch and broadcasting as in shaders/matmul_common.wgsl: a linear workgroup index on a 2-D grid and
 // per-batch element offsets of a and b.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_n: u32,         // column tiles per matrix
-    tiles_per_batch: u32, // row tiles * column tiles
-    workgroups: u32,      // tiles_per_batch * batches
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> offsets: array<vec2<u32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// Params, the bindings and store1 (which adds the bias and the old output as the flags ask)
+// are in shaders/matmul_common.wgsl, which the host prepends.
 
 const TW: u32 = 16u;                   // invocations along each side of the workgroup
 const TB: u32 = 8u;                    // outputs along each side of an invocation's block
@@ -58,11 +45,11 @@ fn fetch(s: u32, tid: u32, base: vec2<u32>, tile_row: u32, tile_col: u32,
         // a: element (row e / BK, k e % BK) of the slice.
         let ka = s * BK + e % BK;
         let row = min(tile_row + e / BK, params.m - 1u);
-        (*sa)[l] = select(0.0, a[base.x + row * kk + min(ka, kk - 1u)], ka < kk);
+        (*sa)[l] = select(0.0, a[base.x + row * params.a_rs + min(ka, kk - 1u) * params.a_ks], ka < kk);
         // b: element (k e / BT, column e % BT) of the slice.
         let kb = s * BK + e / BT;
         let col = min(tile_col + e % BT, params.n - 1u);
-        (*sb)[l] = select(0.0, b[base.y + min(kb, kk - 1u) * params.n + col], kb < kk);
+        (*sb)[l] = select(0.0, b[base.y + min(kb, kk - 1u) * params.b_ks + col * params.b_js], kb < kk);
     }
 }
 
@@ -129,10 +116,7 @@ fn matmul_tiled(@builtin(workgroup_id) wg: vec3<u32>,
     for (var i = 0u; i < TB; i += 1u) {
         let row = tile_row + lid.y + TW * i;
         for (var j = 0u; j < TB; j += 1u) {
-            let col = tile_col + lid.x + TW * j;
-            if (row < params.m && col < params.n) {
-                out[out_base + row * params.n + col] = acc[i * TB + j];
-            }
+            store1(out_base, row, tile_col + lid.x + TW * j, acc[i * TB + j]);
         }
     }
 }

@@ -139,3 +139,22 @@ mod tests {
         assert_eq!((w.index, w.got, w.want), (vec![1, 0], 3.5, 3.0));
     }
 }
+
+/// The two comparisons SPEC asks for: GPU kernel and host reference, each against the fixture.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// GPU result against expected.
+    pub gpu: Comparison,
+    /// Host reference against expected.
+    pub reference: Comparison,
+    /// Something that fails the fixture whatever the ratios (e.g. an expected array that the
+    /// implementation cannot produce), said in words.
+    pub problem: Option<String>,
+}
+
+impl Outcome {
+    /// A fixture passes only if both comparisons do and there is no other problem.
+    pub fn passed(&self) -> bool {
+        self.problem.is_none() && self.gpu.passed() && self.reference.passed()
+    }
+}

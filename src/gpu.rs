@@ -15,6 +15,9 @@
 //! turns on one lock (see `turn.rs`), because GL has a single context that wgpu gives up waiting
 //! for after a few seconds.
 
+mod cache;
+mod kernel;
+pub mod layout;
 mod turn;
 
 use std::collections::HashMap;
@@ -22,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+pub use kernel::Kernel;
 pub(crate) use turn::TurnGuard;
 use turn::Turn;
 
@@ -72,7 +76,8 @@ pub struct Gpu {
     description: String,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    caches: cache::Caches,
     tune: crate::tune::TuneCache,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
@@ -164,6 +169,7 @@ impl Gpu {
             info,
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            caches: cache::Caches::default(),
             tune: crate::tune::TuneCache::from_env(),
             lost: Arc::new(Mutex::new(None)),
             turn: Turn::new(serialize.unwrap_or(gl)),
@@ -195,6 +201,37 @@ impl Gpu {
     /// that empty inputs dispatch nothing, and for profiling).
     pub fn dispatch_count(&self) -> u64 {
         self.dispatches.load(Ordering::Relaxed)
+    }
+
+    /// How many buffers shaderlens has created on this `Gpu` (tensors, uniforms, staging and
+    /// scratch buffers). A steady-state forward pass (same shapes, second call onward) creates
+    /// none: tests check it with this counter.
+    pub fn buffers_created(&self) -> u64 {
+        self.caches.buffers_created.load(Ordering::Relaxed)
+    }
+
+    /// How many bind groups shaderlens has created on this `Gpu` (zero per steady-state dispatch).
+    pub fn bind_groups_created(&self) -> u64 {
+        self.caches.bind_groups_created.load(Ordering::Relaxed)
+    }
+
+    /// Creates a buffer, counting it in [`Gpu::buffers_created`] (every buffer shaderlens makes
+    /// goes through here).
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.caches.buffers_created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    /// The scratch tensor called `name` of `shape`, made on first use and when the shape changes.
+    /// Its contents are whatever the last user left: only for kernels that write before they read.
+    pub(crate) fn scratch(&self, name: &str, shape: &[usize]) -> Result<crate::tensor::GpuTensor> {
+        let mut map = self.caches.scratch.lock().map_err(|_| Error::Gpu("scratch cache poisoned".into()))?;
+        if let Some(t) = map.get(name).filter(|t| t.shape() == shape) {
+            return Ok(t.clone());
+        }
+        let t = crate::tensor::GpuTensor::empty(self, shape, name)?;
+        map.insert(name.to_string(), t.clone());
+        Ok(t)
     }
 
     /// The wgpu device.
@@ -234,7 +271,7 @@ impl Gpu {
         shader: Shader,
         entry: &'static str,
         constants: &[(&'static str, u64)],
-    ) -> Result<wgpu::ComputePipeline> {
+    ) -> Result<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
         let key = PipelineKey { shader: shader.name, entry, constants: constants.to_vec() };
         let _turn = self.turn();
         let mut cache = self.pipelines.lock().map_err(|_| Error::Gpu("pipeline cache poisoned".into()))?;
@@ -247,7 +284,7 @@ impl Gpu {
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
             });
             let consts: Vec<(&str, f64)> = constants.iter().map(|&(n, v)| (n, v as f64)).collect();
-            Ok(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: None,
                 module: &module,
@@ -257,7 +294,9 @@ impl Gpu {
                     ..Default::default()
                 },
                 cache: None,
-            }))
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            Ok((pipeline, layout))
         })
         .map_err(|e| Error::Gpu(format!("compiling {}.wgsl entry {entry}: {e}", shader.name)))?;
         cache.insert(key, pipeline.clone());
@@ -289,9 +328,18 @@ impl Gpu {
         out
     }
 
-    /// A uniform buffer holding `params` (a `#[repr(C)]` struct that matches a WGSL struct).
-    pub(crate) fn uniform<P: bytemuck::Pod>(&self, params: &P) -> wgpu::Buffer {
-        self.buffer_with("shaderlens params", bytemuck::bytes_of(params), wgpu::BufferUsages::UNIFORM)
+    /// The uniform buffer holding `bytes` (a `#[repr(C)]` struct that matches a WGSL struct),
+    /// shared by every dispatch with the same params (uniforms are never written twice).
+    fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        self.caches.uniform(bytes, || self.buffer_with("shaderlens params", bytes, wgpu::BufferUsages::UNIFORM))
+    }
+
+    /// A storage buffer holding `contents` that never changes, shared by every caller asking for
+    /// the same bytes (e.g. matmul's batch offsets), so that steady-state calls create nothing.
+    pub(crate) fn constant_storage(&self, contents: &[u8]) -> wgpu::Buffer {
+        let mut key = b"storage:".to_vec();
+        key.extend_from_slice(contents);
+        self.caches.uniform(&key, || self.buffer_with("shaderlens constants", contents, wgpu::BufferUsages::STORAGE))
     }
 
     /// A buffer holding `contents` (a multiple of 4 bytes), written through the queue before the
@@ -299,7 +347,7 @@ impl Gpu {
     /// where this only makes an error for the surrounding scope.
     pub(crate) fn buffer_with(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
         let _turn = self.turn();
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (contents.len() as u64).max(4),
             usage: usage | wgpu::BufferUsages::COPY_DST,
@@ -313,25 +361,32 @@ impl Gpu {
 
     /// Records one dispatch of `pipeline` with the conventional bindings of every shaderlens
     /// shader: binding 0 is the uniform `params`, bindings 1.. are the storage `buffers` in order.
-    pub(crate) fn dispatch<P: bytemuck::Pod>(
+    /// The uniform buffer and the bind group come from the caches (see [`Kernel`]).
+    pub(crate) fn record_dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
-        params: &P,
+        layout: &wgpu::BindGroupLayout,
+        params: &[u8],
         buffers: &[&wgpu::Buffer],
         workgroups: [u32; 3],
     ) {
         let _turn = self.turn();
         self.dispatches.fetch_add(1, Ordering::Relaxed);
         let params = self.uniform(params);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
+        let mut all = Vec::with_capacity(buffers.len() + 1);
+        all.push(params);
+        all.extend(buffers.iter().map(|&b| b.clone()));
+        let key = cache::BindKey { pipeline: pipeline.clone(), buffers: all };
+        let bind_group = self.caches.bind_group(key.clone(), || {
+            self.caches.bind_groups_created.fetch_add(1, Ordering::Relaxed);
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = key
+                .buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+                .collect();
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries })
         });
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
         pass.set_pipeline(pipeline);
@@ -349,6 +404,7 @@ impl Gpu {
         let _turn = self.turn();
         self.check_alive()?;
         let index = self.queue.submit([encoder.finish()]);
+        self.caches.next_epoch();
         self.device
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
@@ -376,11 +432,13 @@ impl Gpu {
                 staging.push(None);
                 continue;
             }
-            let target = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("shaderlens readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
+            let target = self.caches.take_staging(size).unwrap_or_else(|| {
+                self.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("shaderlens readback"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             });
             encoder.copy_buffer_to_buffer(buffer, 0, &target, 0, size);
             staging.push(Some(target));
@@ -434,6 +492,7 @@ impl Gpu {
                         .map_err(|e| Error::Gpu(format!("reading mapped buffer: {e}")))?
                         .to_vec();
                     target.unmap();
+                    self.caches.give_staging(target.clone());
                     Ok(bytes)
                 }
             })

@@ -29,7 +29,7 @@ impl GpuTensor {
         let bytes = check_size(gpu, shape, name)?;
         let _turn = gpu.turn();
         gpu.check_alive()?;
-        let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        let buffer = gpu.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,
             usage: TENSOR_USAGES,

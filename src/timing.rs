@@ -51,7 +51,7 @@ impl<'g> Timer<'g> {
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             });
-            let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            let resolve = gpu.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("shaderlens timer resolve"),
                 size: 16,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,

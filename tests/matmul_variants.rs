@@ -86,7 +86,9 @@ fn every_variant_is_tested_somewhere() {
     let gpu = common::gpu();
     // On a device that lacks the tiled kernel's limits it cannot run; everything else must.
     for variant in Variant::ALL {
-        assert!(variant.supports(&gpu, 8, 8) || variant == Variant::Tiled, "{variant} unsupported on 8 x 8");
+        let transpose_b = variant.kind() == matmul::Kind::Vec4Nt; // a bᵀ only
+        let supported = variant.supports_product(&gpu, false, transpose_b, 8, 8);
+        assert!(supported || variant == Variant::Tiled, "{variant} unsupported on 8 x 8");
         assert_eq!(Variant::from_name(variant.name()), Some(variant));
     }
     assert!(!Variant::Vec4Block8.supports(&gpu, 6, 8) && !Variant::Vec4Block32.supports(&gpu, 8, 6));

@@ -10,7 +10,7 @@
 //! `--large`, and always on non-CPU adapters). `quick` replaces everything with tiny shapes, for
 //! tests.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -18,6 +18,8 @@ use crate::ops::gelu::Gelu;
 use crate::ops::{attention, gelu, layer_norm, matmul, softmax};
 use crate::reference;
 use crate::tensor::GpuTensor;
+
+pub use super::run::{inputs, GpuRun, Prepared, Record, Work};
 
 /// The ops `bench` knows, in the order it runs them.
 pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention", "transformer"];
@@ -30,39 +32,6 @@ pub struct Case {
     /// matmul: `[M, K, N]`; attention: `[B, H, S, D]` (causal); transformer: `[B, S, layers,
     /// d_model]` (see [`super::transformer`]); the others: the input's shape.
     pub shape: Vec<usize>,
-}
-
-/// How much one run of a case does: the rate `bench` reports is this over the time.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Work {
-    /// Floating-point operations (multiply and add counted apart).
-    Flops(f64),
-    /// Bytes read and written at least once.
-    Bytes(f64),
-}
-
-/// Records one run of a variant into an encoder.
-pub type Record<'a> = Box<dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()> + 'a>;
-
-/// One way of running a case on the GPU.
-pub struct GpuRun<'a> {
-    /// The kernel variant's name (`"default"` for ops with one).
-    pub variant: String,
-    /// How the variant was chosen: `"autotune"`, `"static"` (autotuning off or work too small to
-    /// measure), `"only"` (the op has one), or `"fixed"` (a row that shows one variant by name).
-    pub choice: &'static str,
-    /// Records the run.
-    pub record: Record<'a>,
-}
-
-/// A case ready to time: its GPU runs, its host reference, its work.
-pub struct Prepared<'a> {
-    /// The GPU runs: the op's own choice first, then (with `variants`) every other variant.
-    pub runs: Vec<GpuRun<'a>>,
-    /// Runs the float64 host reference once on inputs already converted.
-    pub host: Box<dyn FnMut() -> Result<()> + 'a>,
-    /// The work of one run.
-    pub work: Work,
 }
 
 /// The cases for `op` (every op when `None`) at the given size settings, or only `op` at
@@ -124,19 +93,6 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
         add("transformer", &[64, 59, 8, 512]);
     }
     Ok(cases)
-}
-
-/// Deterministic inputs in [-1, 1) (splitmix64), so that every run times the same numbers.
-pub fn inputs(shape: &[usize], seed: u64) -> ArrayD<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED;
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    })
 }
 
 /// Uploads the inputs of `case` and returns its runs, host reference and work. With `variants`,

@@ -15,6 +15,7 @@
 
 pub mod cases;
 pub mod peaks;
+pub mod run;
 pub mod size;
 pub mod transformer;
 

@@ -8,7 +8,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::cases::{inputs, GpuRun, Prepared, Record, Work};
+use super::run::{inputs, GpuRun, Prepared, Record, Work};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::transformer::{Config, Model, Names, Options, Weights};

@@ -103,8 +103,59 @@ pub fn record_outputs_into(
         k: (k, Strides::bhsc(h, dims.sk, d)),
         v: (v, Strides::bhsc(h, dims.sk, dv)),
         out: (outputs.out, Strides::bhsc(h, dims.sq, dv)),
+        row_stats: None,
     };
     record_problem(gpu, encoder, &problem, outputs.pattern, outputs.scores)
+}
+
+/// The shape of the row statistics that [`record_fused_with_stats`] keeps: \[B, H, ceil(Sq / 4),
+/// 2, 4\]. Query `i`'s running maximum of its scaled, masked scores is `[b, h, i / 4, 0, i % 4]`
+/// and its sum of `exp(score - max)` is `[b, h, i / 4, 1, i % 4]` (so its log-sum-exp is
+/// `max + ln(sum)`; a query that sees no key has sum 0).
+pub fn row_stats_shape(dims: &AttentionDims) -> [usize; 5] {
+    [dims.batch, dims.heads, dims.sq.div_ceil(4), 2, 4]
+}
+
+/// The fused path ([`record_into`] without a pattern) that also keeps every query's softmax
+/// statistics in `row_stats` (shape [`row_stats_shape`]), which a backward pass needs to
+/// recompute the pattern without storing it. Nothing is written to `row_stats` when Sk or Dv is 0.
+#[allow(clippy::too_many_arguments)]
+pub fn record_fused_with_stats(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    causal: bool,
+    scale: f32,
+    out: &GpuTensor,
+    row_stats: &GpuTensor,
+) -> Result<()> {
+    let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
+    for (name, t, want) in [("out", out, dims.out_shape().to_vec()), ("row_stats", row_stats, row_stats_shape(&dims).to_vec())] {
+        if t.shape() != want.as_slice() {
+            return Err(Error::Shape(format!(
+                "{name} is {} but q {}, k {} and v {} need {name} {}",
+                fmt_shape(t.shape()),
+                fmt_shape(q.shape()),
+                fmt_shape(k.shape()),
+                fmt_shape(v.shape()),
+                fmt_shape(&want)
+            )));
+        }
+    }
+    let (h, d, dv) = (dims.heads, dims.d, dims.dv);
+    let problem = Problem {
+        dims,
+        causal,
+        scale,
+        q: (q, Strides::bhsc(h, dims.sq, d)),
+        k: (k, Strides::bhsc(h, dims.sk, d)),
+        v: (v, Strides::bhsc(h, dims.sk, dv)),
+        out: (out, Strides::bhsc(h, dims.sq, dv)),
+        row_stats: Some(row_stats),
+    };
+    record_problem(gpu, encoder, &problem, None, None)
 }
 
 /// Records only the pre-softmax scores `scale q kᵀ` (`-inf` where masked) into `scores`
@@ -138,6 +189,7 @@ pub fn record_scores_into(
         k: (k, strides),
         v: (k, strides),
         out: (scores, Strides::bhsc(h, dims.sq, dims.sk)),
+        row_stats: None,
     };
     record_scores(gpu, encoder, &problem, scores)
 }

@@ -59,6 +59,12 @@ struct ProjectParams {
     _pad: u32,
 }
 
+/// `ProjectParams` against both projection shaders (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
+    crate::gpu::layout::params_layout!(ProjectParams, PROJECT, [rows, inner, heads, d_head, cols, count, col_tiles]),
+    crate::gpu::layout::params_layout!(ProjectParams, PROJECT_SCALAR, [rows, inner, heads, d_head, cols, count, col_tiles]),
+];
+
 /// Which of the layer's intermediates to compute and return besides `out`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Request {
@@ -274,6 +280,7 @@ fn record_layer(
         k: (k, strides),
         v: (v, strides),
         out: (z, strides),
+        row_stats: None,
     };
     record_problem(gpu, encoder, &problem, pattern, scores)?;
     record_projection(gpu, encoder, [z, w.w_o, w.b_o, out], rows, heads * d_head, 1, d_model)
@@ -311,7 +318,7 @@ pub(crate) fn record_projection(
         _pad: 0,
     };
     let grid = gpu.grid(count.div_ceil(WORKGROUP), "attention_layer projection workgroups")?;
-    let pipeline = gpu.pipeline(shader, entry, &[])?;
-    gpu.dispatch(encoder, &pipeline, &params, &[x.buffer(), w.buffer(), b.buffer(), out.buffer()], grid);
+    let kernel = gpu.kernel::<ProjectParams>(shader, entry, &[])?;
+    kernel.record(gpu, encoder, &params, &[x.buffer(), w.buffer(), b.buffer(), out.buffer()], grid);
     Ok(())
 }

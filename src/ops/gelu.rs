@@ -12,21 +12,14 @@ use crate::tensor::GpuTensor;
 const SHADER: Shader = Shader { name: "gelu", source: include_str!("../../shaders/gelu.wgsl") };
 const WORKGROUP: u64 = 256;
 
-/// Which GELU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gelu {
-    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`: GPT-2's and TransformerLens's `gelu_new`.
-    Tanh,
-    /// `0.5 x (1 + erf(x / sqrt 2))`: PyTorch's default and TransformerLens's `gelu`.
-    Erf,
-}
+/// Which GELU (defined beside the host reference, which must not depend on the GPU op).
+pub use crate::reference::gelu::Gelu;
 
-impl Gelu {
-    fn entry(self) -> &'static str {
-        match self {
-            Gelu::Tanh => "gelu_tanh",
-            Gelu::Erf => "gelu_erf",
-        }
+/// The shader entry point of each form.
+fn entry(kind: Gelu) -> &'static str {
+    match kind {
+        Gelu::Tanh => "gelu_tanh",
+        Gelu::Erf => "gelu_erf",
     }
 }
 
@@ -37,6 +30,9 @@ struct Params {
     n: u32,
     _pad: [u32; 3],
 }
+
+/// `Params` against `shaders/gelu.wgsl` (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[crate::gpu::layout::params_layout!(Params, SHADER, [n])];
 
 /// Records `out = gelu(x)` into `encoder`. `out` must have `x`'s shape (it may not alias `x`).
 pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, kind: Gelu, x: &GpuTensor, out: &GpuTensor) -> Result<()> {
@@ -52,8 +48,8 @@ pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, kind: Gelu, x:
         return Ok(());
     }
     let grid = gpu.grid(n.div_ceil(WORKGROUP), "gelu workgroups")?;
-    let pipeline = gpu.pipeline(SHADER, kind.entry(), &[])?;
-    gpu.dispatch(encoder, &pipeline, &Params { n: n as u32, _pad: [0; 3] }, &[x.buffer(), out.buffer()], grid);
+    let kernel = gpu.kernel::<Params>(SHADER, entry(kind), &[])?;
+    kernel.record(gpu, encoder, &Params { n: n as u32, _pad: [0; 3] }, &[x.buffer(), out.buffer()], grid);
     Ok(())
 }
 

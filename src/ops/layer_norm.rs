@@ -36,6 +36,10 @@ struct Params {
     flags: u32,
 }
 
+/// `Params` against `shaders/layer_norm.wgsl` (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] =
+    &[crate::gpu::layout::params_layout!(Params, SHADER, [rows, n, eps, flags])];
+
 /// Records `out = layer_norm(x, w, b, eps)` into `encoder`. `out` must have `x`'s shape.
 pub fn record_into(
     gpu: &Gpu,
@@ -106,7 +110,7 @@ pub fn record_into_with(
     let (w, b) = match affine {
         Some((w, b)) => (w.buffer(), b.buffer()),
         None => {
-            read_stand_in = GpuTensor::empty(gpu, &[1], "layer_norm w/b stand-in")?;
+            read_stand_in = gpu.scratch("layer_norm w/b stand-in", &[1])?;
             (read_stand_in.buffer(), read_stand_in.buffer())
         }
     };
@@ -114,7 +118,7 @@ pub fn record_into_with(
     let scale = match scale_out {
         Some(s) => s.buffer(),
         None => {
-            write_stand_in = GpuTensor::empty(gpu, &[1], "layer_norm scale stand-in")?;
+            write_stand_in = gpu.scratch("layer_norm scale stand-in", &[1])?;
             write_stand_in.buffer()
         }
     };

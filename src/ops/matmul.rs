@@ -1,5 +1,8 @@
 //! `matmul` on the GPU: numpy `matmul` of float32 arrays, `a [..., M, K] @ b [..., K, N] ->
-//! [..., M, N]`, batch dimensions broadcast.
+//! [..., M, N]`, batch dimensions broadcast; and the general product every other GPU matrix
+//! multiply in shaderlens goes through ([`record_gemm`]): either operand transposed (`a bᵀ`,
+//! `aᵀ b`, which every weight gradient needs), an optional bias added to every row, and
+//! optionally accumulated into the output (`c += a b`).
 //!
 //! One dispatch of one of several kernels ([`Variant`]): register-blocked kernels without
 //! workgroup memory in `shaders/matmul.wgsl` (vec4 loads when K and N are multiples of 4, scalar
@@ -27,17 +30,45 @@ pub mod variant;
 
 pub use variant::Variant;
 
-/// Matches `Params` in `shaders/matmul.wgsl` and `shaders/matmul_tiled.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_n: u32,
-    tiles_per_batch: u32,
-    workgroups: u32,
-    _pad: [u32; 2],
+mod table;
+
+use table::{Params, FLAG_ACCUMULATE, FLAG_BIAS};
+pub use variant::Kind;
+
+/// `Params` against both matmul shaders (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
+    crate::gpu::layout::params_layout!(Params, variant::BLOCKED, [m, n, k, tiles_n, tiles_per_batch, workgroups, flags, a_rs, a_ks, b_ks, b_js]),
+    crate::gpu::layout::params_layout!(Params, variant::TILED, [m, n, k, tiles_n, tiles_per_batch, workgroups, flags, a_rs, a_ks, b_ks, b_js]),
+];
+
+/// How [`record_gemm`] combines its operands: `out = op(a) op(b) (+ bias) (+ out)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gemm<'a> {
+    /// Read `a` stored \[..., K, M\] as its transpose: `aᵀ b`.
+    pub transpose_a: bool,
+    /// Read `b` stored \[..., N, K\] as its transpose: `a bᵀ`.
+    pub transpose_b: bool,
+    /// Add `bias` \[N\] to every row of the product.
+    pub bias: Option<&'a GpuTensor>,
+    /// Add the product to the output's old value (`c += a b`) instead of overwriting it.
+    pub accumulate: bool,
+}
+
+/// The dimensions of `op(a) op(b)` for operands stored with `a_shape` and `b_shape`: numpy's
+/// matmul rules on the shapes with the last two axes of each transposed operand swapped.
+pub fn gemm_dims(a_shape: &[usize], b_shape: &[usize], transpose_a: bool, transpose_b: bool) -> Result<MatmulDims> {
+    let logical = |shape: &[usize], transpose: bool, name: &str| -> Result<Vec<usize>> {
+        let mut s = shape.to_vec();
+        if transpose {
+            let r = s.len();
+            if r < 2 {
+                return Err(Error::Shape(format!("a transposed matmul operand needs rank >= 2, but {name} is {}", fmt_shape(shape))));
+            }
+            s.swap(r - 2, r - 1);
+        }
+        Ok(s)
+    };
+    batch_pairs(&logical(a_shape, transpose_a, "a")?, &logical(b_shape, transpose_b, "b")?)
 }
 
 /// Records `out = a @ b` into `encoder` with the variant [`choose`] picks. `out` must have the
@@ -46,18 +77,31 @@ struct Params {
 /// The first call in a shape bucket may run the candidate kernels on scratch buffers to pick the
 /// fastest (it submits that work itself; the caller's encoder only gets the product).
 pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<()> {
-    let dims = checked_dims(a, b, out)?;
+    record_gemm(gpu, encoder, a, b, out, &Gemm::default())
+}
+
+/// Records `out = op(a) op(b) (+ bias) (+ out)` as `gemm` says, with the variant the autotuner
+/// picks for this product (see [`record_into`]).
+pub fn record_gemm(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+    gemm: &Gemm<'_>,
+) -> Result<()> {
+    let dims = checked_dims(a, b, out, gemm)?;
     if out.is_empty() {
         return Ok(());
     }
-    let variant = autotune::choose(gpu, &dims)?;
-    dispatch(gpu, encoder, a, b, out, &dims, variant)
+    let variant = autotune::choose(gpu, &dims, gemm.transpose_a, gemm.transpose_b)?;
+    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant)
 }
 
 /// The variant [`record_into`] uses for `a_shape @ b_shape` on `gpu` (measuring the candidates
 /// first if this is the first product in its shape bucket).
 pub fn choose(gpu: &Gpu, a_shape: &[usize], b_shape: &[usize]) -> Result<Variant> {
-    autotune::choose(gpu, &batch_pairs(a_shape, b_shape)?)
+    autotune::choose(gpu, &batch_pairs(a_shape, b_shape)?, false, false)
 }
 
 /// [`record_into`] with a given variant; fails with [`Error::Input`] if the variant cannot run
@@ -70,23 +114,48 @@ pub fn record_with(
     out: &GpuTensor,
     variant: Variant,
 ) -> Result<()> {
-    let dims = checked_dims(a, b, out)?;
+    record_gemm_with(gpu, encoder, a, b, out, &Gemm::default(), variant)
+}
+
+/// [`record_gemm`] with a given variant; fails with [`Error::Input`] if the variant cannot run
+/// this product on this device (see [`Variant::supports_product`]).
+pub fn record_gemm_with(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+    gemm: &Gemm<'_>,
+    variant: Variant,
+) -> Result<()> {
+    let dims = checked_dims(a, b, out, gemm)?;
     if out.is_empty() {
         return Ok(());
     }
-    if !variant.supports(gpu, dims.k, dims.n) {
+    if !variant.supports_product(gpu, gemm.transpose_a, gemm.transpose_b, dims.k, dims.n) {
+        let t = |yes| if yes { "ᵀ" } else { "" };
         return Err(Error::Input(format!(
-            "matmul variant {variant} cannot compute a {} @ b {} on this device",
+            "matmul variant {variant} cannot compute a{} {} @ b{} {} on this device",
+            t(gemm.transpose_a),
             fmt_shape(a.shape()),
+            t(gemm.transpose_b),
             fmt_shape(b.shape())
         )));
     }
-    dispatch(gpu, encoder, a, b, out, &dims, variant)
+    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant)
 }
 
-/// Checks `a @ b -> out` and returns its dimensions.
-fn checked_dims(a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<MatmulDims> {
-    let dims = batch_pairs(a.shape(), b.shape())?;
+/// Checks `op(a) op(b) -> out` (and the bias) and returns its dimensions.
+fn checked_dims(a: &GpuTensor, b: &GpuTensor, out: &GpuTensor, gemm: &Gemm<'_>) -> Result<MatmulDims> {
+    let dims = gemm_dims(a.shape(), b.shape(), gemm.transpose_a, gemm.transpose_b)?;
+    if let Some(bias) = gemm.bias {
+        if bias.shape() != [dims.n] {
+            return Err(Error::Shape(format!("matmul bias is {} but the product has {} columns", fmt_shape(bias.shape()), dims.n)));
+        }
+        if bias.buffer() == out.buffer() {
+            return Err(Error::Input("matmul output may not share a buffer with the bias".into()));
+        }
+    }
     let out_shape = dims.out_shape();
     if out.shape() != out_shape.as_slice() {
         return Err(Error::Shape(format!(
@@ -105,6 +174,7 @@ fn checked_dims(a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<MatmulD
 }
 
 /// Records the product with `variant` (shapes already checked, output not empty).
+#[allow(clippy::too_many_arguments)] // private: the checked pieces of one call
 fn dispatch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -112,6 +182,7 @@ fn dispatch(
     b: &GpuTensor,
     out: &GpuTensor,
     dims: &MatmulDims,
+    gemm: &Gemm<'_>,
     variant: Variant,
 ) -> Result<()> {
     let (m, k, n) = (dims.m as u64, dims.k as u64, dims.n as u64);
@@ -134,7 +205,10 @@ fn dispatch(
     }
     let offsets: Vec<[u32; 2]> =
         dims.pairs.iter().map(|&(i, j)| [(i as u64 * m * k) as u32, (j as u64 * k * n) as u32]).collect();
-    let offsets = gpu.buffer_with("matmul batch offsets", bytemuck::cast_slice(&offsets), wgpu::BufferUsages::STORAGE);
+    let offsets = gpu.constant_storage(bytemuck::cast_slice(&offsets));
+    let (a_rs, a_ks) = if gemm.transpose_a { (1, m) } else { (k, 1) };
+    let (b_ks, b_js) = if gemm.transpose_b { (1, k) } else { (n, 1) };
+    let flags = if gemm.bias.is_some() { FLAG_BIAS } else { 0 } | if gemm.accumulate { FLAG_ACCUMULATE } else { 0 };
     let params = Params {
         m: m as u32,
         n: n as u32,
@@ -142,11 +216,22 @@ fn dispatch(
         tiles_n: tiles_n as u32,
         tiles_per_batch: tiles_per_batch as u32,
         workgroups: workgroups as u32,
-        _pad: [0; 2],
+        flags,
+        a_rs: a_rs as u32,
+        a_ks: a_ks as u32,
+        b_ks: b_ks as u32,
+        b_js: b_js as u32,
+        _pad0: 0,
+    };
+    // The shader binds a bias in every case (vec4 kernels read four at a time).
+    let bias = match gemm.bias {
+        Some(bias) => bias.clone(),
+        None => gpu.scratch("matmul bias stand-in", &[4])?,
     };
     let (shader, entry) = variant.kernel();
-    let pipeline = gpu.pipeline(shader, entry, &[])?;
-    gpu.dispatch(encoder, &pipeline, &params, &[a.buffer(), b.buffer(), &offsets, out.buffer()], grid);
+    let kernel = gpu.kernel::<Params>(shader, entry, &[])?;
+    let buffers = [a.buffer(), b.buffer(), &offsets, out.buffer(), bias.buffer()];
+    kernel.record(gpu, encoder, &params, &buffers, grid);
     Ok(())
 }
 

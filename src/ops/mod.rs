@@ -125,17 +125,17 @@ impl RowKernels {
             // The reduction's first level combines `group` partials each: about sqrt(size).
             let group = 1u64 << size.trailing_zeros().div_ceil(2);
             let constants = [("WIDE_WG", u64::from(size)), ("GROUP", group)];
-            let pipeline = gpu.pipeline(self.shader, self.per_workgroup, &constants)?;
+            let kernel = gpu.kernel::<P>(self.shader, self.per_workgroup, &constants)?;
             let grid = gpu.grid(rows as u64, &format!("{what} rows (one workgroup each)"))?;
-            gpu.dispatch(encoder, &pipeline, params, buffers, grid);
+            kernel.record(gpu, encoder, params, buffers, grid);
         } else {
             // On lavapipe a workgroup of 8 is one SIMD chunk, and more workgroups keep every core
             // busy (measured 1.5x to 2x faster than 64 there).
             let rows_per_workgroup: u32 = if cpu { 8 } else { 64 };
-            let pipeline = gpu.pipeline(self.shader, self.per_invocation, &[("ROWS_WG", u64::from(rows_per_workgroup))])?;
+            let kernel = gpu.kernel::<P>(self.shader, self.per_invocation, &[("ROWS_WG", u64::from(rows_per_workgroup))])?;
             let count = (rows as u64).div_ceil(u64::from(rows_per_workgroup));
             let grid = gpu.grid(count, &format!("{what} row workgroups"))?;
-            gpu.dispatch(encoder, &pipeline, params, buffers, grid);
+            kernel.record(gpu, encoder, params, buffers, grid);
         }
         Ok(())
     }

@@ -29,6 +29,10 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// `Params` against `shaders/softmax.wgsl` (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] =
+    &[crate::gpu::layout::params_layout!(Params, SHADER, [rows, n])];
+
 /// Records `out = softmax(x)` along the last axis into `encoder`. `out` must have `x`'s shape
 /// (and may not alias `x`).
 pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, out: &GpuTensor) -> Result<()> {

@@ -18,10 +18,9 @@ use crate::reference::attention::attention_scores;
 use crate::reference::gelu::gelu;
 use crate::reference::layer_norm::layer_norm_full;
 use crate::transformer::config::{Activation, Config};
-use crate::transformer::hooks::{find, hooks, Cache, Hook, Names};
+use crate::transformer::hooks::{check_interventions, check_tokens, find, hooks, Cache, Hook, Names};
 use crate::transformer::intervention::{apply_host, Intervention};
 use crate::transformer::weights::{LayerNormWeights, Weights};
-use crate::transformer::{check_interventions, check_tokens};
 
 /// The result of a reference forward pass.
 #[derive(Clone, Debug)]

@@ -1,17 +1,19 @@
 //! One transformer block of the GPU forward pass: attention (projections, causal attention,
 //! output projection) and the MLP, with every hook between them.
 //!
-//! The projections are [`crate::ops::attention_layer`]'s kernel, which adds the bias as it
-//! stores: q, k and v come out in TransformerLens's \[B, S, H, d_head\] layout, and with one
-//! "head" the same kernel is a plain `x W + b` for `W_O`, `W_in`, `W_out` and `W_U`. Attention
+//! Every projection is the autotuned matmul with the bias fused ([`crate::ops::matmul::record_gemm`]):
+//! q, k and v multiply x \[B·S, d_model\] by `W_Q`, `W_K`, `W_V` packed as \[d_model, H·d_head\]
+//! (at load), so they come out in TransformerLens's \[B, S, H, d_head\] layout; `W_O` viewed as
+//! \[H·d_head, d_model\] makes `Σ_h z_h W_O[h] + b_O` one product, and `W_in`, `W_out` and `W_U`
+//! are plain `x W + b`. Attention
 //! takes the fused path (no S×S matrix) unless the scores or the pattern are cached or changed;
 //! then the unfused path hands the pattern buffer to the hooks twice, when it holds the scores
 //! and when it holds the pattern, before it is used.
 
 use crate::error::Result;
 use crate::ops::attention::kernels::{record_problem_staged, Problem, Stage, Strides};
-use crate::ops::attention_layer::record_projection;
 use crate::ops::gelu;
+use crate::ops::matmul::{self, Gemm};
 use crate::reference::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 use crate::transformer::kernels;
@@ -79,10 +81,12 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
     let rows = batch * seq;
     let head_shape = [batch, seq, heads, d_head];
     let mut qkv = Vec::with_capacity(3);
-    for (suffix, role, weight, bias) in [("q", "q", &w.w_q, &w.b_q), ("k", "k", &w.w_k, &w.b_k), ("v", "v", &w.w_v, &w.b_v)] {
+    let packed = &model.packed[l];
+    for (i, (suffix, role, bias)) in [("q", "q", &w.b_q), ("k", "k", &w.b_k), ("v", "v", &w.b_v)].into_iter().enumerate() {
         let name = format!("{p}.attn.hook_{suffix}");
         let t = pass.target(&name, role, &head_shape)?;
-        record_projection(pass.gpu, encoder, [x, weight, bias, &t], rows, dm, heads, d_head)?;
+        let cols = heads * d_head;
+        project(pass, encoder, &x.reshaped(&[rows, dm])?, &packed[i], &bias.reshaped(&[cols])?, &t.reshaped(&[rows, cols])?)?;
         pass.hook(encoder, &name, &t)?;
         qkv.push(t);
     }
@@ -103,6 +107,7 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
         k: (&qkv[1], strides),
         v: (&qkv[2], strides),
         out: (&z, strides),
+        row_stats: None,
     };
     let gpu = pass.gpu;
     record_problem_staged(gpu, encoder, &problem, pattern.as_ref(), None, &mut |encoder, stage, t| match stage {
@@ -112,7 +117,8 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
     pass.hook(encoder, &z_name, &z)?;
     let out_name = format!("{p}.hook_attn_out");
     let out = pass.target(&out_name, "block_out", &[batch, seq, dm])?;
-    record_projection(gpu, encoder, [&z, &w.w_o, &w.b_o, &out], rows, heads * d_head, 1, dm)?;
+    let inner = heads * d_head;
+    project(pass, encoder, &z.reshaped(&[rows, inner])?, &w.w_o.reshaped(&[inner, dm])?, &w.b_o, &out.reshaped(&[rows, dm])?)?;
     pass.hook(encoder, &out_name, &out)?;
     Ok(out)
 }
@@ -127,5 +133,11 @@ pub(super) fn linear(
     out: &GpuTensor,
 ) -> Result<()> {
     let (n, m) = (w.shape()[0], w.shape()[1]);
-    record_projection(pass.gpu, encoder, [x, w, b, out], x.len() / n.max(1), n, 1, m)
+    let rows = x.len() / n.max(1);
+    project(pass, encoder, &x.reshaped(&[rows, n])?, w, b, &out.reshaped(&[rows, m])?)
+}
+
+/// Records `out = x w + b` for x \[rows, n\], w \[n, m\], b \[m\], out \[rows, m\].
+fn project(pass: &Pass<'_>, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, out: &GpuTensor) -> Result<()> {
+    matmul::record_gemm(pass.gpu, encoder, x, w, out, &Gemm { bias: Some(b), ..Gemm::default() })
 }

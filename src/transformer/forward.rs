@@ -28,21 +28,45 @@ use crate::transformer::{Model, Options, Outputs};
 #[path = "block.rs"]
 mod block;
 
-/// Reusable intermediate tensors, by role.
+/// Reusable intermediate tensors, by role (and, for [`crate::transformer::Model::run`], which
+/// reads its outputs back before it returns, the outputs by hook name), and the token buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
-    tensors: HashMap<&'static str, GpuTensor>,
+    tensors: HashMap<String, GpuTensor>,
+    tokens: Option<wgpu::Buffer>,
 }
 
 impl Scratch {
     /// The tensor of `role`, allocated on first use or when its shape changes.
-    fn get(&mut self, gpu: &Gpu, role: &'static str, shape: &[usize]) -> Result<GpuTensor> {
+    fn get(&mut self, gpu: &Gpu, role: &str, shape: &[usize]) -> Result<GpuTensor> {
         if let Some(t) = self.tensors.get(role).filter(|t| t.shape() == shape) {
             return Ok(t.clone());
         }
         let t = GpuTensor::empty(gpu, shape, role)?;
-        self.tensors.insert(role, t.clone());
+        self.tensors.insert(role.to_string(), t.clone());
         Ok(t)
+    }
+
+    /// A storage buffer holding `ids`: the scratch one, rewritten, when the outputs are reused
+    /// (one forward pass per submission), else a new one (a caller's encoder may hold several
+    /// passes, and a queue write would reach all of them before any runs).
+    fn tokens(&mut self, gpu: &Gpu, ids: &[u32], reuse: bool) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(ids);
+        if !reuse {
+            return gpu.buffer_with("tokens", bytes, wgpu::BufferUsages::STORAGE);
+        }
+        let size = (bytes.len() as u64).max(4);
+        match &self.tokens {
+            Some(b) if b.size() == size => {
+                gpu.queue().write_buffer(b, 0, bytes);
+                b.clone()
+            }
+            _ => {
+                let b = gpu.buffer_with("tokens", bytes, wgpu::BufferUsages::STORAGE);
+                self.tokens = Some(b.clone());
+                b
+            }
+        }
     }
 }
 
@@ -71,9 +95,14 @@ pub(super) struct Pass<'a> {
     cache: Cache<GpuTensor>,
     batch: usize,
     seq: usize,
+    /// Whether outputs (logits, cached activations) live in the scratch, by hook name, instead
+    /// of fresh tensors: for a caller that reads them back before the next pass.
+    reuse: bool,
 }
 
-/// Records the whole forward pass into `encoder`.
+/// Records the whole forward pass into `encoder`; with `reuse`, the outputs are scratch tensors
+/// that the next pass overwrites (see [`Pass::reuse`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn record(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -82,6 +111,7 @@ pub(super) fn record(
     tokens: ArrayViewD<'_, i64>,
     hooks: Vec<Hook>,
     options: &Options<'_>,
+    reuse: bool,
 ) -> Result<Outputs<GpuTensor>> {
     let (batch, seq) = (tokens.shape()[0], tokens.shape()[1]);
     let mut interventions = Vec::new();
@@ -96,11 +126,11 @@ pub(super) fn record(
         };
         interventions.push(Prepared { hook: intervention.hook.clone(), sel, edit });
     }
-    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq };
+    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq, reuse };
     let config = &model.config;
     let weights = &model.weights;
     let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect(); // checked: 0 <= t < d_vocab
-    let token_buffer = gpu.buffer_with("tokens", bytemuck::cast_slice(&ids), wgpu::BufferUsages::STORAGE);
+    let token_buffer = pass.scratch.tokens(gpu, &ids, reuse);
     let resid_shape = pass.resid_shape();
 
     // The embedding: one fused kernel unless hook_embed or hook_pos_embed is wanted.
@@ -135,7 +165,7 @@ pub(super) fn record(
     let ln_weights = weights.ln_final.as_ref();
     let x = pass.layer_norm(encoder, "ln_final", &resid, ln_weights)?;
     let x = pass.identity(encoder, "unembed.hook_in", x)?;
-    let logits = GpuTensor::empty(gpu, &[batch, seq, config.d_vocab_out], "logits")?;
+    let logits = pass.output("logits", &[batch, seq, config.d_vocab_out])?;
     block::linear(&pass, encoder, &x, &weights.w_u, &weights.b_u, &logits)?;
     pass.hook(encoder, "unembed.hook_out", &logits)?;
     Ok(Outputs { logits, cache: pass.cache })
@@ -166,11 +196,21 @@ impl Pass<'_> {
         self.scratch.get(self.gpu, role, shape)
     }
 
+    /// A tensor for the output `name` (returned to the caller): fresh, or the scratch tensor of
+    /// that name when outputs are reused.
+    fn output(&mut self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        if self.reuse {
+            self.scratch.get(self.gpu, &format!("output {name}"), shape)
+        } else {
+            GpuTensor::empty(self.gpu, shape, name)
+        }
+    }
+
     /// Where hook `name`'s activation is written: a fresh tensor when it is cached, else the
     /// scratch tensor of `role`.
     fn target(&mut self, name: &str, role: &'static str, shape: &[usize]) -> Result<GpuTensor> {
         if self.cached(name) {
-            GpuTensor::empty(self.gpu, shape, name)
+            self.output(name, shape)
         } else {
             self.scratch(role, shape)
         }
@@ -204,7 +244,7 @@ impl Pass<'_> {
         if !self.wanted(name) {
             return Ok(t);
         }
-        let copy = GpuTensor::empty(self.gpu, t.shape(), name)?;
+        let copy = if self.cached(name) { self.output(name, t.shape())? } else { self.scratch.get(self.gpu, name, t.shape())? };
         kernels::copy(encoder, &t, &copy)?;
         self.hook(encoder, name, &copy)?;
         Ok(copy)
@@ -215,7 +255,7 @@ impl Pass<'_> {
     fn hook_transient(&mut self, encoder: &mut wgpu::CommandEncoder, name: &str, t: &GpuTensor) -> Result<()> {
         self.intervene(encoder, name, t)?;
         if self.cached(name) {
-            let copy = GpuTensor::empty(self.gpu, t.shape(), name)?;
+            let copy = self.output(name, t.shape())?;
             kernels::copy(encoder, t, &copy)?;
             self.cache.push(name, copy);
         }

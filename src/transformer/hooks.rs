@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::{Error, Result};
+use ndarray::Dimension;
+
+use crate::error::{fmt_shape, Error, Result};
 use crate::transformer::config::Config;
 
 /// One hook point of a model run on B sequences of S tokens.
@@ -197,4 +199,34 @@ impl<T> Cache<T> {
         let entries = self.entries.into_iter().map(|(n, t)| f(&n, t).map(|u| (n, u))).collect::<Result<_>>()?;
         Ok(Cache { entries })
     }
+}
+
+/// Checks tokens \[B, S\] against the config (ids in `[0, d_vocab)`, `1 <= S <= n_ctx`, `B >= 1`)
+/// and returns `(B, S)`.
+pub fn check_tokens(config: &Config, tokens: ndarray::ArrayViewD<'_, i64>) -> Result<(usize, usize)> {
+    let &[batch, seq] = tokens.shape() else {
+        return Err(Error::Shape(format!("tokens are {} but must be [batch, positions]", fmt_shape(tokens.shape()))));
+    };
+    if batch == 0 || seq == 0 {
+        return Err(Error::Shape(format!("tokens are {}: there must be at least one sequence and one position", fmt_shape(tokens.shape()))));
+    }
+    if seq > config.n_ctx {
+        return Err(Error::Shape(format!("tokens have {seq} positions but the model's n_ctx is {}", config.n_ctx)));
+    }
+    if let Some((index, &bad)) = tokens.indexed_iter().find(|(_, &t)| t < 0 || t as u64 >= config.d_vocab as u64) {
+        return Err(Error::Input(format!(
+            "token {bad} at {:?} is out of range: token ids must lie in [0, {}) (d_vocab)",
+            index.slice(),
+            config.d_vocab
+        )));
+    }
+    Ok((batch, seq))
+}
+
+/// Checks every intervention against the run's hooks (name, selection, patch shape).
+pub fn check_interventions(hooks: &[Hook], interventions: &[crate::transformer::intervention::Intervention]) -> Result<()> {
+    for intervention in interventions {
+        intervention.selection(find(hooks, &intervention.hook)?)?;
+    }
+    Ok(())
 }

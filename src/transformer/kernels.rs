@@ -36,6 +36,12 @@ struct Params {
     sel: [u32; 4],
 }
 
+/// `EmbedParams` and `Params` against their shaders (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
+    crate::gpu::layout::params_layout!(EmbedParams, EMBED, [n, seq, d_model, flags]),
+    crate::gpu::layout::params_layout!(Params, ELEMENTWISE, [n, cols, flags, value, dims[4], sel[4]]),
+];
+
 /// Which parts of the embedding [`embed`] writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EmbedParts {
@@ -70,9 +76,9 @@ pub(crate) fn embed(
         return Ok(());
     }
     let params = EmbedParams { n, seq: seq as u32, d_model: d_model as u32, flags };
-    let pipeline = gpu.pipeline(EMBED, "embed", &[])?;
+    let kernel = gpu.kernel::<EmbedParams>(EMBED, "embed", &[])?;
     let grid = gpu.grid(u64::from(n).div_ceil(WORKGROUP), "embedding workgroups")?;
-    gpu.dispatch(encoder, &pipeline, &params, &[tokens, w_e.buffer(), w_pos.buffer(), out.buffer()], grid);
+    kernel.record(gpu, encoder, &params, &[tokens, w_e.buffer(), w_pos.buffer(), out.buffer()], grid);
     Ok(())
 }
 
@@ -101,8 +107,8 @@ pub(crate) fn columns(
             return Err(Error::Shape(format!("{name} is {} but x is {}", fmt_shape(t.shape()), fmt_shape(x.shape()))));
         }
     }
-    let stand_in = |t: Option<&GpuTensor>| t.map_or_else(|| GpuTensor::empty(gpu, &[1], "columns stand-in"), |t| Ok(t.clone()));
-    let (w_buffer, b_buffer) = (stand_in(w)?, stand_in(b)?);
+    let stand_in = |t: Option<&GpuTensor>, name| t.map_or_else(|| gpu.scratch(name, &[1]), |t| Ok(t.clone()));
+    let (w_buffer, b_buffer) = (stand_in(w, "columns w stand-in")?, stand_in(b, "columns b stand-in")?);
     let flags = u32::from(w.is_some()) | u32::from(b.is_some()) << 1 | u32::from(relu) << 2;
     let params = Params { n: u32_len(out)?, cols: cols.max(1) as u32, flags, ..Params::default() };
     launch(gpu, encoder, "columns", params, &[out.buffer(), x.buffer(), w_buffer.buffer(), b_buffer.buffer()])
@@ -155,7 +161,7 @@ pub(crate) fn intervene(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTe
     };
     let source = match source {
         Some(t) => t,
-        None => GpuTensor::empty(gpu, &[1], "intervention stand-in")?,
+        None => gpu.scratch("intervention stand-in", &[1])?,
     };
     let params = Params { n: u32_len(x)?, cols: 1, flags, value, dims, sel: padded_sel };
     launch(gpu, encoder, "intervene", params, &[x.buffer(), source.buffer()])
@@ -176,9 +182,9 @@ fn launch(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, entry: &'static str, pa
     if params.n == 0 {
         return Ok(());
     }
-    let pipeline = gpu.pipeline(ELEMENTWISE, entry, &[])?;
+    let kernel = gpu.kernel::<Params>(ELEMENTWISE, entry, &[])?;
     let grid = gpu.grid(u64::from(params.n).div_ceil(WORKGROUP), &format!("{entry} workgroups"))?;
-    gpu.dispatch(encoder, &pipeline, &params, buffers, grid);
+    kernel.record(gpu, encoder, &params, buffers, grid);
     Ok(())
 }
 

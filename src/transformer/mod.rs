@@ -30,21 +30,20 @@ pub mod config;
 mod forward;
 pub mod hooks;
 pub mod intervention;
-mod kernels;
+mod load;
+pub(crate) mod kernels;
 pub mod weights;
 
-use std::path::Path;
 use std::sync::Mutex;
 
-use ndarray::{ArrayD, ArrayViewD, Dimension};
+use ndarray::{ArrayD, ArrayViewD};
 
 pub use config::{Activation, Config, Normalization};
-pub use hooks::{hook_names, hooks, Cache, Hook, Names};
+pub use hooks::{check_interventions, check_tokens, hook_names, hooks, Cache, Hook, Names};
 pub use intervention::{Action, Intervention, Patch};
 pub use weights::Weights;
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::fixture::Fixture;
 use crate::gpu::Gpu;
 use crate::tensor::GpuTensor;
 
@@ -71,6 +70,10 @@ pub struct Outputs<T> {
 pub struct Model {
     config: Config,
     weights: Weights<GpuTensor>,
+    /// Per block, `W_Q`, `W_K` and `W_V` \[H, d_model, d_head\] packed as \[d_model, H·d_head\]
+    /// so that each projection is one matmul whose output is already TransformerLens's
+    /// \[B, S, H, d_head\] (made once, at load, from the same arrays as `weights`).
+    packed: Vec<[GpuTensor; 3]>,
     /// Intermediate tensors reused by every forward pass of the same batch shape (activations
     /// that are not cached never leave them).
     scratch: Mutex<forward::Scratch>,
@@ -80,17 +83,19 @@ impl Model {
     /// Uploads `weights` (float32, checked against `config`).
     pub fn load(gpu: &Gpu, config: Config, weights: &Weights<ArrayD<f32>>) -> Result<Self> {
         weights.check_shapes(&config, |a| a.shape())?;
+        let mut packed = Vec::with_capacity(weights.blocks.len());
+        for block in &weights.blocks {
+            let a = &block.attn;
+            let pack = |w: &ArrayD<f32>, name: &str| {
+                let &[h, dm, dh] = w.shape() else { return Err(Error::Shape(format!("{name} must be [H, d_model, d_head]"))) };
+                let p = w.view().permuted_axes(vec![1, 0, 2]).as_standard_layout().into_owned();
+                let p = p.into_shape_with_order(vec![dm, h * dh]).map_err(|e| Error::Shape(e.to_string()))?;
+                GpuTensor::upload(gpu, p.view(), name)
+            };
+            packed.push([pack(&a.w_q, "packed W_Q")?, pack(&a.w_k, "packed W_K")?, pack(&a.w_v, "packed W_V")?]);
+        }
         let weights = weights.try_map(&config, |name, a| GpuTensor::upload(gpu, a.view(), name))?;
-        Ok(Self { config, weights, scratch: Mutex::new(forward::Scratch::default()) })
-    }
-
-    /// Reads a config JSON and a weights npz (SPEC's format) and uploads the weights.
-    pub fn from_files(gpu: &Gpu, config: &Path, weights: &Path) -> Result<Self> {
-        let config = Config::from_file(config)?;
-        let npz = Fixture::open(weights)?;
-        let weights = Weights::from_fixture(&config, &npz)
-            .map_err(|e| Error::File { path: weights.display().to_string(), message: e.to_string() })?;
-        Self::load(gpu, config, &weights)
+        Ok(Self { config, weights, packed, scratch: Mutex::new(forward::Scratch::default()) })
     }
 
     /// The model's config.
@@ -112,12 +117,18 @@ impl Model {
         tokens: ArrayViewD<'_, i64>,
         options: &Options<'_>,
     ) -> Result<Outputs<GpuTensor>> {
-        let (batch, seq) = check_tokens(&self.config, tokens.view())?;
+        let hooks = self.check_run(tokens.view(), options)?;
+        let mut scratch = self.scratch.lock().map_err(|_| Error::Gpu("model scratch poisoned".into()))?;
+        forward::record(gpu, encoder, self, &mut scratch, tokens, hooks, options, false)
+    }
+
+    /// Checks tokens, names and interventions before any GPU work; returns the run's hooks.
+    fn check_run(&self, tokens: ArrayViewD<'_, i64>, options: &Options<'_>) -> Result<Vec<Hook>> {
+        let (batch, seq) = check_tokens(&self.config, tokens)?;
         options.names.check(&self.config)?;
         let hooks = hooks::hooks(&self.config, batch, seq);
         check_interventions(&hooks, options.interventions)?;
-        let mut scratch = self.scratch.lock().map_err(|_| Error::Gpu("model scratch poisoned".into()))?;
-        forward::record(gpu, encoder, self, &mut scratch, tokens, hooks, options)
+        Ok(hooks)
     }
 
     /// Runs a forward pass (one submission) and leaves the outputs on the GPU, e.g. to patch
@@ -132,12 +143,24 @@ impl Model {
     }
 
     /// Runs a forward pass and reads the logits and the cached activations back.
+    ///
+    /// The outputs live in the model's scratch until they are read, so a second run of the same
+    /// shapes creates no buffer and no bind group ([`Gpu::buffers_created`]).
     pub fn run(&self, gpu: &Gpu, tokens: ArrayViewD<'_, i64>, options: &Options<'_>) -> Result<Outputs<ArrayD<f32>>> {
-        let outputs = self.run_gpu(gpu, tokens, options)?;
+        let hooks = self.check_run(tokens.view(), options)?;
+        let mut scratch = self.scratch.lock().map_err(|_| Error::Gpu("model scratch poisoned".into()))?;
+        let (outputs, arrays) = gpu.scoped(|| {
+            let mut encoder = gpu.encoder();
+            let outputs = forward::record(gpu, &mut encoder, self, &mut scratch, tokens, hooks, options, true)?;
+            gpu.submit_and_wait(encoder)?;
+            let mut tensors = vec![&outputs.logits];
+            tensors.extend(outputs.cache.iter().map(|(_, t)| t));
+            let arrays = GpuTensor::read_all(gpu, &tensors)?;
+            Ok((outputs, arrays))
+        })?;
+        drop(scratch);
         let names: Vec<String> = outputs.cache.names().map(str::to_string).collect();
-        let mut tensors = vec![&outputs.logits];
-        tensors.extend(outputs.cache.iter().map(|(_, t)| t));
-        let mut arrays = gpu.scoped(|| GpuTensor::read_all(gpu, &tensors))?.into_iter();
+        let mut arrays = arrays.into_iter();
         let logits = arrays.next().ok_or_else(|| Error::Gpu("no logits were read back".into()))?;
         let mut cache = Cache::default();
         for (name, array) in names.iter().zip(arrays) {
@@ -155,36 +178,6 @@ impl Model {
     pub fn run_with_cache(&self, gpu: &Gpu, tokens: ArrayViewD<'_, i64>, names: Names) -> Result<Outputs<ArrayD<f32>>> {
         self.run(gpu, tokens, &Options { names, interventions: &[] })
     }
-}
-
-/// Checks tokens \[B, S\] against the config (ids in `[0, d_vocab)`, `1 <= S <= n_ctx`, `B >= 1`)
-/// and returns `(B, S)`.
-pub fn check_tokens(config: &Config, tokens: ArrayViewD<'_, i64>) -> Result<(usize, usize)> {
-    let &[batch, seq] = tokens.shape() else {
-        return Err(Error::Shape(format!("tokens are {} but must be [batch, positions]", fmt_shape(tokens.shape()))));
-    };
-    if batch == 0 || seq == 0 {
-        return Err(Error::Shape(format!("tokens are {}: there must be at least one sequence and one position", fmt_shape(tokens.shape()))));
-    }
-    if seq > config.n_ctx {
-        return Err(Error::Shape(format!("tokens have {seq} positions but the model's n_ctx is {}", config.n_ctx)));
-    }
-    if let Some((index, &bad)) = tokens.indexed_iter().find(|(_, &t)| t < 0 || t as u64 >= config.d_vocab as u64) {
-        return Err(Error::Input(format!(
-            "token {bad} at {:?} is out of range: token ids must lie in [0, {}) (d_vocab)",
-            index.slice(),
-            config.d_vocab
-        )));
-    }
-    Ok((batch, seq))
-}
-
-/// Checks every intervention against the run's hooks (name, selection, patch shape).
-pub fn check_interventions(hooks: &[Hook], interventions: &[Intervention]) -> Result<()> {
-    for intervention in interventions {
-        intervention.selection(hooks::find(hooks, &intervention.hook)?)?;
-    }
-    Ok(())
 }
 
 impl<T> Weights<T> {

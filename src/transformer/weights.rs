@@ -7,10 +7,7 @@
 //! model says the config and the weights disagree). The buffers `attn.mask` and `attn.IGNORE`, and
 //! a fixture's `tokens`, `logits` and `cache.*`, are not weights and are skipped.
 
-use ndarray::ArrayD;
-
-use crate::error::{fmt_shape, Error, Result};
-use crate::fixture::{Fixture, NpyArray};
+use crate::error::{Error, Result};
 use crate::reference::attention_layer::AttentionWeights;
 use crate::transformer::config::Config;
 
@@ -217,68 +214,4 @@ impl<T> Weights<T> {
             f(name, t)
         })
     }
-}
-
-impl Weights<ArrayD<f32>> {
-    /// Reads the weights of `config` from an npz (a fixture or a user's export): float32 arrays
-    /// under TransformerLens's state-dict names. Refuses a missing, mis-shaped or non-float32
-    /// weight and any array that is not a weight of this config, naming it.
-    pub fn from_fixture(config: &Config, npz: &Fixture) -> Result<Self> {
-        // Before any per-layer table is built: a config claiming 10^7 layers against a file
-        // that holds a few arrays is refused at once, not after gigabytes of names.
-        let last = config.n_layers.checked_sub(1).map(|l| format!("blocks.{l}.attn.W_Q"));
-        if config.n_layers > npz.names().count() / 8 || last.is_some_and(|w| !npz.contains(&w)) {
-            return Err(Error::Input(format!(
-                "the config says n_layers {} but the weights hold {} arrays{}: the config and the weights disagree",
-                config.n_layers,
-                npz.names().count(),
-                config.n_layers.checked_sub(1).map(|l| format!(" and no blocks.{l}.attn.W_Q")).unwrap_or_default()
-            )));
-        }
-        let shapes = weight_shapes(config);
-        for key in npz.names() {
-            if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| n == key) {
-                return Err(Error::Input(format!(
-                    "the weights hold {key:?}, which is not a weight of this config ({}); the config and the weights \
-                     disagree",
-                    describe(config)
-                )));
-            }
-        }
-        Self::build(config, |name, shape| {
-            let array = match npz.get(name) {
-                Ok(NpyArray::F32(a)) => a.as_standard_layout().into_owned(),
-                Ok(other) => return Err(Error::Input(format!("weight {name} is {} but weights must be float32", other.dtype()))),
-                Err(e) if npz.contains(name) => return Err(Error::Input(format!("weight {name}: {e}"))),
-                Err(_) => {
-                    return Err(Error::Input(format!(
-                        "weight {name} {} is missing (a model with this config needs it)",
-                        fmt_shape(shape)
-                    )))
-                }
-            };
-            if array.shape() != shape {
-                return Err(Error::Shape(format!(
-                    "weight {name} is {} but this config needs {}",
-                    fmt_shape(array.shape()),
-                    fmt_shape(shape)
-                )));
-            }
-            Ok(array)
-        })
-    }
-}
-
-/// A short description of a config for error messages.
-fn describe(config: &Config) -> String {
-    format!(
-        "n_layers {}, normalization_type {}, attn_only {}",
-        config.n_layers,
-        match config.normalization {
-            crate::transformer::config::Normalization::Ln => "LN",
-            crate::transformer::config::Normalization::LnPre => "LNPre",
-            crate::transformer::config::Normalization::None => "null",
-        },
-        config.attn_only
-    )
 }

@@ -13,24 +13,7 @@ use crate::gpu::Gpu;
 use crate::ops;
 use crate::reference;
 
-/// The two comparisons SPEC asks for: GPU kernel and host reference, each against the fixture.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// GPU result against expected.
-    pub gpu: Comparison,
-    /// Host reference against expected.
-    pub reference: Comparison,
-    /// Something that fails the fixture whatever the ratios (e.g. an expected array that the
-    /// implementation cannot produce), said in words.
-    pub problem: Option<String>,
-}
-
-impl Outcome {
-    /// A fixture passes only if both comparisons do and there is no other problem.
-    pub fn passed(&self) -> bool {
-        self.problem.is_none() && self.gpu.passed() && self.reference.passed()
-    }
-}
+pub use crate::compare::Outcome;
 
 /// The ops `verify` knows, by folder name.
 pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer"];

@@ -11,7 +11,7 @@ use crate::gpu::Gpu;
 use crate::reference;
 use crate::transformer::{check_tokens, hooks, Config, Model, Names, Options, Weights};
 
-use super::checks::Outcome;
+use crate::compare::Outcome;
 
 /// Checks one transformer fixture.
 pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {

@@ -56,14 +56,27 @@ struct Params {
     q: [u32; 3],
     k: [u32; 3],
     v: [u32; 3],
-    out: [u32; 3],
+    o: [u32; 3],
     count: u32,
     tiles_i: u32,
     tiles_j: u32,
     j_begin: u32,
     j_end: u32,
-    _pad: [u32; 2],
+    keep_stats: u32,
+    _pad: u32,
 }
+
+/// `Params` against every attention shader (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = {
+    use crate::gpu::layout::params_layout;
+    &[
+        params_layout!(Params, SCORES, [heads, sq, sk, d4, dv, dv4, causal, scale, neg_inf, q[3], k[3], v[3], o[3], count, tiles_i, tiles_j, j_begin, j_end, keep_stats]),
+        params_layout!(Params, SOFTMAX, [heads, sq, sk, d4, dv, dv4, causal, scale, neg_inf, q[3], k[3], v[3], o[3], count, tiles_i, tiles_j, j_begin, j_end, keep_stats]),
+        params_layout!(Params, PV, [heads, sq, sk, d4, dv, dv4, causal, scale, neg_inf, q[3], k[3], v[3], o[3], count, tiles_i, tiles_j, j_begin, j_end, keep_stats]),
+        params_layout!(Params, FUSED, [heads, sq, sk, d4, dv, dv4, causal, scale, neg_inf, q[3], k[3], v[3], o[3], count, tiles_i, tiles_j, j_begin, j_end, keep_stats]),
+        params_layout!(Params, PACK, [heads, sq, sk, d4, dv, dv4, causal, scale, neg_inf, q[3], k[3], v[3], o[3], count, tiles_i, tiles_j, j_begin, j_end, keep_stats]),
+    ]
+};
 
 /// Strides, in elements, of a tensor read as \[B, H, rows, columns\] with contiguous columns.
 #[derive(Clone, Copy, Debug)]
@@ -105,6 +118,10 @@ pub(crate) struct Problem<'a> {
     pub k: (&'a GpuTensor, Strides),
     pub v: (&'a GpuTensor, Strides),
     pub out: (&'a GpuTensor, Strides),
+    /// On the fused path: where to keep every query's final running maximum and sum, \[B, H,
+    /// ceil(Sq / 4), 2, 4\] (see [`crate::ops::attention::row_stats_shape`]); `None` keeps them
+    /// in scratch.
+    pub row_stats: Option<&'a GpuTensor>,
 }
 
 /// Where [`record_problem_staged`] hands the pattern buffer to its caller on the unfused path.
@@ -166,7 +183,7 @@ pub(crate) fn record_problem_staged(
                 }
             }
             if dims.sk > 0 {
-                let stats = GpuTensor::empty(gpu, &[bh * dims.sq, 2], "attention softmax statistics")?;
+                let stats = gpu.scratch("attention softmax statistics", &[bh * dims.sq, 2])?;
                 let rows = (bh * dims.sq, 1, 1);
                 for entry in ["softmax_stats", "softmax_normalize"] {
                     for params in segments(&base, dims.sk, LOOP_BUDGET)? {
@@ -189,8 +206,19 @@ pub(crate) fn record_problem_staged(
             // The online softmax's state between key segments: accumulators [B·H, query tiles · 4,
             // Dv/4] vec4s (out's size), and the running maximum and sum of each query tile.
             let tiles = bh * query_tiles;
-            let acc = GpuTensor::empty(gpu, &[tiles * TILE, dims.dv.div_ceil(4) * 4], "attention fused accumulators")?;
-            let stats = GpuTensor::empty(gpu, &[tiles, 2, TILE], "attention fused statistics")?;
+            let acc = gpu.scratch("attention fused accumulators", &[tiles * TILE, dims.dv.div_ceil(4) * 4])?;
+            let stats = match problem.row_stats {
+                Some(t) if t.len() == tiles * 2 * TILE => t.clone(),
+                Some(t) => {
+                    return Err(Error::Shape(format!(
+                        "attention row statistics hold {} floats but this problem needs {}",
+                        t.len(),
+                        tiles * 2 * TILE
+                    )))
+                }
+                None => gpu.scratch("attention fused statistics", &[tiles, 2, TILE])?,
+            };
+            let base = Params { keep_stats: u32::from(problem.row_stats.is_some()), ..base };
             let buffers = [q.buffer(), k.buffer(), v.buffer(), problem.out.0.buffer(), acc.buffer(), stats.buffer()];
             // Each 8-key block costs an invocation one iteration plus one per q/k vec4 and per v vec4.
             let per_block = 2 + dims.d.div_ceil(4) + dims.dv.div_ceil(4);
@@ -271,7 +299,7 @@ fn prepare(
         q: q_strides,
         k: k_strides,
         v: v_strides,
-        out: problem.out.1.in_units(1)?,
+        o: problem.out.1.in_units(1)?,
         ..Params::default()
     };
     Ok((params, [q, k, v]))
@@ -293,14 +321,14 @@ fn vec4_rows(
 ) -> Result<(GpuTensor, [u32; 3])> {
     let (batch, heads) = (dims.batch, dims.heads);
     if batch * heads * rows * cols == 0 {
-        return Ok((GpuTensor::empty(gpu, &[4], "attention placeholder")?, [0; 3]));
+        return Ok((gpu.scratch(&format!("attention {name} placeholder"), &[4])?, [0; 3]));
     }
     if cols.is_multiple_of(4) && strides.all().iter().all(|s| s.is_multiple_of(4)) {
         return Ok((tensor.clone(), strides.in_units(4)?));
     }
     let cols4 = cols.div_ceil(4);
     let packed =
-        GpuTensor::empty(gpu, &[batch, heads, rows, cols4 * 4], &format!("attention {name} padded to vec4 rows"))?;
+        gpu.scratch(&format!("attention {name} padded to vec4 rows"), &[batch, heads, rows, cols4 * 4])?;
     let params = Params {
         heads: u32_of(heads, "heads")?,
         sq: u32_of(rows, "rows")?,
@@ -335,8 +363,7 @@ fn launch(
         ..*base
     };
     let grid = gpu.grid(count.div_ceil(WORKGROUP), &format!("attention {entry} workgroups"))?;
-    let pipeline = gpu.pipeline(shader, entry, &[])?;
-    gpu.dispatch(encoder, &pipeline, &params, buffers, grid);
+    gpu.kernel::<Params>(shader, entry, &[])?.record(gpu, encoder, &params, buffers, grid);
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use crate::tensor::GpuTensor;
 use crate::timing::Timer;
 use crate::tune::{bucket, TuneKey};
 
-use super::variant::Variant;
+use super::variant::{Kind, Variant};
 
 /// Below this many flops a product is not worth measuring.
 const SMALL_FLOPS: f64 = (1u64 << 24) as f64;
@@ -32,8 +32,11 @@ const TUNE_FLOPS: f64 = (1u64 << 29) as f64;
 
 /// The variant [`super::record_into`] will use for a product of these dimensions on `gpu`,
 /// measuring the candidates first if this is the first call in its bucket.
-pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims) -> Result<Variant> {
-    let candidates: Vec<Variant> = Variant::preferred(gpu).into_iter().filter(|v| v.supports(gpu, dims.k, dims.n)).collect();
+pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims, transpose_a: bool, transpose_b: bool) -> Result<Variant> {
+    let candidates: Vec<Variant> = Variant::preferred(gpu)
+        .into_iter()
+        .filter(|v| v.supports_product(gpu, transpose_a, transpose_b, dims.k, dims.n))
+        .collect();
     let first = *candidates.first().ok_or_else(|| Error::Gpu("no matmul kernel supports this device".into()))?;
     if let Some(forced) = forced()? {
         if candidates.contains(&forced) {
@@ -55,7 +58,8 @@ pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims) -> Result<Variant> {
             bucket(dims.m),
             bucket(dims.n),
             bucket(dims.k),
-            u32::from(candidates.iter().any(|v| v.is_vec4())),
+            u32::from(candidates.iter().any(|v| matches!(v.kind(), Kind::Vec4 | Kind::Vec4Nt))),
+            u32::from(transpose_a) | u32::from(transpose_b) << 1,
         ],
     };
     if let Some(name) = gpu.tune().winner(&key) {
@@ -63,7 +67,7 @@ pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims) -> Result<Variant> {
             return Ok(v);
         }
     }
-    let winner = measure(gpu, dims, &candidates)?;
+    let winner = measure(gpu, dims, &candidates, transpose_a, transpose_b)?;
     gpu.tune().remember(key, winner.name())?;
     Ok(winner)
 }
@@ -82,15 +86,18 @@ fn forced() -> Result<Option<Variant>> {
 }
 
 /// Times every candidate on a scaled-down copy of the product and returns the fastest.
-fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant]) -> Result<Variant> {
+fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant], transpose_a: bool, transpose_b: bool) -> Result<Variant> {
     let [batch, m, k, n] = proxy_shape(dims);
     gpu.scoped(|| {
-        let a = GpuTensor::empty(gpu, &[batch, m, k], "matmul tuning a")?;
-        let b = GpuTensor::empty(gpu, &[batch, k, n], "matmul tuning b")?;
+        let a_shape = if transpose_a { [batch, k, m] } else { [batch, m, k] };
+        let b_shape = if transpose_b { [batch, n, k] } else { [batch, k, n] };
+        let a = GpuTensor::empty(gpu, &a_shape, "matmul tuning a")?;
+        let b = GpuTensor::empty(gpu, &b_shape, "matmul tuning b")?;
         let out = GpuTensor::empty(gpu, &[batch, m, n], "matmul tuning out")?;
         let timer = Timer::new(gpu);
+        let gemm = super::Gemm { transpose_a, transpose_b, ..super::Gemm::default() };
         let (winner, _) = crate::tune::measure(candidates, |variant| {
-            timer.time(&mut |encoder| super::record_with(gpu, encoder, &a, &b, &out, variant))
+            timer.time(&mut |encoder| super::record_gemm_with(gpu, encoder, &a, &b, &out, &gemm, variant))
         })?;
         Ok(winner)
     })
