@@ -88,6 +88,8 @@ VARIANTS: Dict[str, tuple] = {
     # The two other tanh GELUs TransformerLens knows.
     "gelu_fast": (dict(_SMALL, act_fn="gelu_fast"), 2, 10),
     "gelu_pytorch_tanh": (dict(_SMALL, act_fn="gelu_pytorch_tanh"), 2, 10),
+    # Grouped-query attention with groups of one: plain attention, weights stored as _W_K, _W_V...
+    "gqa_equal_heads": (dict(_SMALL, n_key_value_heads=4), 2, 10),
 }
 
 # Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the

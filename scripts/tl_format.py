@@ -105,7 +105,8 @@ def unsupported(config: Mapping[str, Any]) -> List[str]:
     bad(not attn_only and bool(c("gated_mlp", False)), "gated_mlp is set")
     for k in ("num_experts", "experts_per_token"):
         bad(not attn_only and c(k) is not None, f"{k} is {c(k)} (mixture of experts)")
-    bad(c("n_key_value_heads") is not None, f"n_key_value_heads is {c('n_key_value_heads')}")
+    bad(c("n_key_value_heads") not in (None, c("n_heads")),
+        f"n_key_value_heads is {c('n_key_value_heads')} (grouped-query attention)")
     bad(c("clip_qkv") is not None, f"clip_qkv is {c('clip_qkv')}")
     bad(bool(c("final_rms", False)) and norm is not None, "final_rms is set")
     for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):

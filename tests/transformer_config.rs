@@ -95,6 +95,7 @@ fn fields_that_do_not_change_the_forward_pass_are_ignored_whatever_their_value()
         ("attn_scores_soft_cap", Value::Null),
         ("final_rms", json!(false)),
         ("n_key_value_heads", Value::Null),
+        ("n_key_value_heads", json!(2)),
         ("num_experts", Value::Null),
     ] {
         assert_eq!(with(&[(key, value.clone())]).unwrap(), base, "{key} = {value}");

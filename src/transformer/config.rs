@@ -330,7 +330,7 @@ fn attention_fields(f: &Fields<'_>, d_head: usize) -> Result<(f64, bool, bool), 
             // TransformerLens's "not set": sqrt(d_head).
             Value::Null => default_scale,
             _ => match v.as_f64() {
-                Some(s) if s == -1.0 => default_scale,
+                Some(-1.0) => default_scale,
                 Some(s) if s.is_finite() && s > 0.0 => s,
                 _ => {
                     return Err(format!(

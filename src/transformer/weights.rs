@@ -226,7 +226,7 @@ impl Weights<ArrayD<f32>> {
     pub fn from_fixture(config: &Config, npz: &Fixture) -> Result<Self> {
         let shapes = weight_shapes(config);
         for key in npz.names() {
-            if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| n == key) {
+            if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| *n == ungrouped_name(key)) {
                 return Err(Error::Input(format!(
                     "the weights hold {key:?}, which is not a weight of this config ({}); the config and the weights \
                      disagree",
@@ -235,7 +235,7 @@ impl Weights<ArrayD<f32>> {
             }
         }
         Self::build(config, |name, shape| {
-            let array = match npz.get(name) {
+            let array = match npz.get(name).or_else(|e| grouped_name(name).map_or(Err(e), |g| npz.get(&g))) {
                 Ok(NpyArray::F32(a)) => a.as_standard_layout().into_owned(),
                 Ok(other) => return Err(Error::Input(format!("weight {name} is {} but weights must be float32", other.dtype()))),
                 Err(_) => {
@@ -254,6 +254,22 @@ impl Weights<ArrayD<f32>> {
             }
             Ok(array)
         })
+    }
+}
+
+/// TransformerLens's name for key/value weight `name` in a grouped-query attention layer
+/// (`blocks.0.attn.W_K` -> `blocks.0.attn._W_K`), which a config with `n_key_value_heads` equal
+/// to `n_heads` stores (same shapes, same numbers).
+fn grouped_name(name: &str) -> Option<String> {
+    let (prefix, leaf) = name.rsplit_once('.')?;
+    matches!(leaf, "W_K" | "W_V" | "b_K" | "b_V").then(|| format!("{prefix}._{leaf}"))
+}
+
+/// The plain name of a weight that may be under its grouped-query name ([`grouped_name`]).
+fn ungrouped_name(key: &str) -> String {
+    match key.rsplit_once('.') {
+        Some((prefix, leaf @ ("_W_K" | "_W_V" | "_b_K" | "_b_V"))) => format!("{prefix}.{}", &leaf[1..]),
+        _ => key.to_string(),
     }
 }
 
