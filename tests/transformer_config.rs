@@ -192,6 +192,14 @@ fn the_attention_scale_and_direction_are_read() {
     let config = with(&[("attention_dir", json!("bidirectional")), ("attn_scale", json!(3.0))]).unwrap();
     assert!(!config.causal);
     assert_eq!(Config::from_json(&config.to_json()).unwrap(), config);
+    assert_eq!(config.variants(), ["attn_scale 3 (use_attn_scale false means 1)", "attention_dir \"bidirectional\""]);
+    let e = config.refuse_variants("the backward pass").unwrap_err().to_string();
+    assert!(e.contains("the backward pass does not implement attn_scale 3"), "{e}");
+    // A plain model, and the GELU variants, are plain.
+    assert!(with(&[]).unwrap().variants().is_empty());
+    assert!(with(&[("act_fn", json!("gelu_fast")), ("attn_scale", json!(-1.0))]).unwrap().refuse_variants("x").is_ok());
+    let by_layer = with(&[("scale_attn_by_inverse_layer_idx", json!(true))]).unwrap();
+    assert_eq!(by_layer.variants(), ["scale_attn_by_inverse_layer_idx true"]);
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! GPU forward: embedding `W_E[tokens] + W_pos[:S]`; per block an optional LayerNorm (`LN`, or
 //! `LNPre` without weights), attention (scores divided by the config's `attn_scale`, times `l + 1`
 //! with `scale_attn_by_inverse_layer_idx`; the causal mask unless `attention_dir` is
-//! bidirectional), the
-//! residual addition, and (unless attention-only) a second LayerNorm, `W_in`, the activation,
+//! bidirectional), the residual addition, and (unless attention-only) a second LayerNorm, `W_in`,
+//! the activation (`gelu_fast` with TransformerLens's own constant),
 //! `W_out` and the second addition; the final LayerNorm and the unembedding. Every hook of
 //! [`hooks`] passes through one function, which applies the interventions on it and caches it
 //! when asked, exactly where the GPU forward does.

@@ -307,6 +307,33 @@ impl Config {
         if self.attn_only { None } else { self.d_mlp }
     }
 
+    /// The TransformerLens variants beyond SPEC's plain model (scale `1/sqrt(d_head)`, causal)
+    /// that this config uses, as `field value` (empty for a plain model). The GELU variants are
+    /// not listed: each computes what the tanh kernel computes.
+    pub fn variants(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.attn_scale != (self.d_head as f64).sqrt() {
+            out.push(format!("attn_scale {} (use_attn_scale false means 1)", self.attn_scale));
+        }
+        if self.scale_attn_by_inverse_layer_idx {
+            out.push("scale_attn_by_inverse_layer_idx true".to_string());
+        }
+        if !self.causal {
+            out.push("attention_dir \"bidirectional\"".to_string());
+        }
+        out
+    }
+
+    /// Refuses, naming the field, a config that uses a variant [`Config::variants`] lists: for a
+    /// code path (`what`, e.g. "the backward pass") that implements SPEC's plain model only, so
+    /// that it gives an error instead of computing another model.
+    pub fn refuse_variants(&self, what: &str) -> Result<()> {
+        match self.variants().first() {
+            None => Ok(()),
+            Some(v) => Err(Error::Input(format!("model config: {what} does not implement {v} yet"))),
+        }
+    }
+
     /// What block `layer`'s attention scores `q·k` are multiplied by: `1 / attn_scale`, divided
     /// again by `layer + 1` with `scale_attn_by_inverse_layer_idx` (TransformerLens divides by
     /// the product).
