@@ -20,7 +20,7 @@ fn fixture(case: &str, ext: &str) -> PathBuf {
 #[test]
 fn variants_under_interventions_match_the_reference() {
     let gpu = common::gpu();
-    for case in ["attn_scale_off", "attn_scale_custom", "attn_scale_by_layer", "bidirectional", "gelu_fast", "gqa_equal_heads"] {
+    for case in ["attn_scale_off", "attn_scale_custom", "attn_scale_by_layer", "bidirectional", "gelu_fast", "gqa_equal_heads", "parallel_attn_mlp"] {
         let config = Config::from_file(&fixture(case, "json")).unwrap();
         let npz = Fixture::open(&fixture(case, "npz")).unwrap();
         let weights = Weights::from_fixture(&config, &npz).unwrap();
@@ -29,8 +29,17 @@ fn variants_under_interventions_match_the_reference() {
             Intervention::scale("blocks.0.attn.hook_attn_scores", 0.5).at_head(1),
             Intervention::zero("blocks.1.attn.hook_pattern").at_head(2).at_pos(1),
             Intervention::zero("blocks.1.attn.hook_z").at_head(0),
+            // In a parallel block ln2 reads resid_pre: change its scale and the attention output.
+            Intervention::scale("blocks.0.ln2.hook_scale", 2.0).at_pos(3),
+            Intervention::scale("blocks.1.hook_attn_out", 0.25),
         ];
-        let names = Names::only(["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_z", "blocks.1.hook_resid_post"]);
+        let names = Names::only([
+            "blocks.0.attn.hook_pattern",
+            "blocks.0.hook_resid_pre",
+            "blocks.0.ln2.hook_normalized",
+            "blocks.1.attn.hook_z",
+            "blocks.1.hook_resid_post",
+        ]);
         let model = Model::load(&gpu, config.clone(), &weights).unwrap();
         let got = model.run(&gpu, tokens.view(), &Options { names: names.clone(), interventions: &interventions }).unwrap();
         let w64 = weights.try_map(&config, |_, a| Ok(a.mapv(f64::from))).unwrap();

@@ -72,8 +72,16 @@ pub fn forward(
             resid = run.hook(&format!("{p}.hook_resid_post"), resid + attn_out)?;
             continue;
         };
-        let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
-        let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+        // parallel_attn_mlp: the MLP reads ln2(resid_pre), and resid_pre + attn_out (no hook)
+        // takes the MLP's output afterwards.
+        let (mid, x) = if config.parallel_attn_mlp {
+            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &resid, block.ln2.as_ref())?;
+            (resid + attn_out, x)
+        } else {
+            let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
+            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+            (mid, x)
+        };
         let pre = run.hook(&format!("{p}.mlp.hook_pre"), linear(&x, &mlp.w_in, &mlp.b_in)?)?;
         let post = match (config.act_fn, config.act_fn.gelu()) {
             (Activation::GeluFast, _) => pre.mapv(gelu_fast),

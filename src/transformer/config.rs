@@ -114,6 +114,9 @@ pub struct Config {
     pub scale_attn_by_inverse_layer_idx: bool,
     /// `attention_dir`: `causal` (true) or `bidirectional` (false, no mask).
     pub causal: bool,
+    /// `parallel_attn_mlp` (GPT-J): the MLP reads `ln2(resid_pre)` and both outputs are added to
+    /// `resid_pre` at once; there is no `hook_resid_mid`.
+    pub parallel_attn_mlp: bool,
 }
 
 /// SPEC's config keys, in the order SPEC lists them (all required).
@@ -243,6 +246,15 @@ impl Config {
             return Err(format!("eps is {eps} but must be a finite number >= 0"));
         }
         let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention_fields(&f, d_head)?;
+        let parallel = f.or("parallel_attn_mlp", &Value::Bool(false));
+        let parallel_attn_mlp = match parallel {
+            Value::Null => false,
+            v => v.as_bool().ok_or_else(|| format!("parallel_attn_mlp is {} but must be true or false", tl_fields::short(v)))?,
+        };
+        if parallel_attn_mlp && attn_only {
+            // TransformerLens itself fails on this model (its parallel block calls a missing MLP).
+            return Err("parallel_attn_mlp is true but attn_only is true: there is no MLP to run in parallel".into());
+        }
         Ok(Self {
             n_layers,
             d_model,
@@ -259,6 +271,7 @@ impl Config {
             attn_scale,
             scale_attn_by_inverse_layer_idx,
             causal,
+            parallel_attn_mlp,
         })
     }
 
@@ -288,6 +301,7 @@ impl Config {
             "attn_scale": self.attn_scale,
             "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
             "attention_dir": if self.causal { "causal" } else { "bidirectional" },
+            "parallel_attn_mlp": self.parallel_attn_mlp,
         });
         value.to_string()
     }
@@ -320,6 +334,9 @@ impl Config {
         }
         if !self.causal {
             out.push("attention_dir \"bidirectional\"".to_string());
+        }
+        if self.parallel_attn_mlp {
+            out.push("parallel_attn_mlp true".to_string());
         }
         out
     }

@@ -149,7 +149,7 @@ pub const FIELDS: &[Field] = &[
     ("init_weights", Rule::Ignored("initialisation only; the weights are given")),
     ("scale_attn_by_inverse_layer_idx", Rule::Used),
     ("d_vocab_out", Rule::Used),
-    ("parallel_attn_mlp", Rule::Refused { no_op: is_false, text: "false: parallel attention and MLP are not supported" }),
+    ("parallel_attn_mlp", Rule::Used),
     ("rotary_dim", Rule::Ignored(ROTARY_ONLY)),
     ("n_params", Rule::Ignored("a count TransformerLens derives")),
     ("use_hook_tokens", Rule::Refused { no_op: is_false, text: "false: the optional hook hook_tokens is not produced yet" }),
