@@ -88,6 +88,10 @@ VARIANTS: Dict[str, tuple] = {
     # The two other tanh GELUs TransformerLens knows.
     "gelu_fast": (dict(_SMALL, act_fn="gelu_fast"), 2, 10),
     "gelu_pytorch_tanh": (dict(_SMALL, act_fn="gelu_pytorch_tanh"), 2, 10),
+    # Grouped-query attention with groups of one: plain attention, weights stored as _W_K, _W_V...
+    "gqa_equal_heads": (dict(_SMALL, n_key_value_heads=4), 2, 10),
+    # GPT-J-style blocks: the MLP reads ln2(resid_pre); no hook_resid_mid.
+    "parallel_attn_mlp": (dict(_SMALL, parallel_attn_mlp=True), 2, 10),
 }
 
 # Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the
@@ -98,7 +102,6 @@ REFUSED: Dict[str, tuple] = {
     "refused_shortformer": (dict(_TINY, positional_embedding_type="shortformer"), 1, 4),
     "refused_rms": (dict(_TINY, normalization_type="RMS"), 1, 4),
     "refused_solu_ln": (dict(_TINY, act_fn="solu_ln"), 1, 4),
-    "refused_parallel_attn_mlp": (dict(_TINY, parallel_attn_mlp=True), 1, 4),
     "refused_gqa": (dict(_TINY, n_key_value_heads=1), 1, 4),
     "refused_logit_soft_cap": (dict(_TINY, output_logits_soft_cap=2.0), 1, 4),
     "refused_use_attn_result": (dict(_TINY, use_attn_result=True), 1, 4),

@@ -64,7 +64,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
 # Boolean switches that change the forward pass (or add hooks) and that shaderlens refuses when on.
 REFUSED_SWITCHES = (
     "use_attn_result", "use_split_qkv_input", "use_hook_mlp_in", "use_attn_in", "use_hook_tokens",
-    "use_qk_norm", "use_logn_attn", "use_local_attn", "parallel_attn_mlp", "post_embedding_ln",
+    "use_qk_norm", "use_logn_attn", "use_local_attn", "post_embedding_ln",
     "load_in_4bit", "use_normalization_before_and_after", "use_attention_sinks",
 )
 OLMO = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
@@ -103,9 +103,11 @@ def unsupported(config: Mapping[str, Any]) -> List[str]:
     for k in REFUSED_SWITCHES:
         bad(bool(c(k, False)), f"{k} is set")
     bad(not attn_only and bool(c("gated_mlp", False)), "gated_mlp is set")
+    bad(attn_only and bool(c("parallel_attn_mlp", False)), "parallel_attn_mlp with attn_only")
     for k in ("num_experts", "experts_per_token"):
         bad(not attn_only and c(k) is not None, f"{k} is {c(k)} (mixture of experts)")
-    bad(c("n_key_value_heads") is not None, f"n_key_value_heads is {c('n_key_value_heads')}")
+    bad(c("n_key_value_heads") not in (None, c("n_heads")),
+        f"n_key_value_heads is {c('n_key_value_heads')} (grouped-query attention)")
     bad(c("clip_qkv") is not None, f"clip_qkv is {c('clip_qkv')}")
     bad(bool(c("final_rms", False)) and norm is not None, "final_rms is set")
     for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):

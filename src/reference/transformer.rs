@@ -5,8 +5,8 @@
 //! GPU forward: embedding `W_E[tokens] + W_pos[:S]`; per block an optional LayerNorm (`LN`, or
 //! `LNPre` without weights), attention (scores divided by the config's `attn_scale`, times `l + 1`
 //! with `scale_attn_by_inverse_layer_idx`; the causal mask unless `attention_dir` is
-//! bidirectional), the
-//! residual addition, and (unless attention-only) a second LayerNorm, `W_in`, the activation,
+//! bidirectional), the residual addition, and (unless attention-only) a second LayerNorm, `W_in`,
+//! the activation (`gelu_fast` with TransformerLens's own constant),
 //! `W_out` and the second addition; the final LayerNorm and the unembedding. Every hook of
 //! [`hooks`] passes through one function, which applies the interventions on it and caches it
 //! when asked, exactly where the GPU forward does.
@@ -71,8 +71,16 @@ pub fn forward(
             resid = run.hook(&format!("{p}.hook_resid_post"), resid + attn_out)?;
             continue;
         };
-        let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
-        let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+        // parallel_attn_mlp: the MLP reads ln2(resid_pre), and resid_pre + attn_out (no hook)
+        // takes the MLP's output afterwards.
+        let (mid, x) = if config.parallel_attn_mlp {
+            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &resid, block.ln2.as_ref())?;
+            (resid + attn_out, x)
+        } else {
+            let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
+            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+            (mid, x)
+        };
         let pre = run.hook(&format!("{p}.mlp.hook_pre"), linear(&x, &mlp.w_in, &mlp.b_in)?)?;
         let post = match (config.act_fn, config.act_fn.gelu()) {
             (Activation::GeluFast, _) => pre.mapv(gelu_fast),

@@ -40,11 +40,16 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     };
     let mid_name = format!("{p}.hook_resid_mid");
     let role = pass.other_resid(&resid)?;
-    let mid = pass.target(&mid_name, role, &shape)?;
+    // parallel_attn_mlp: resid_pre + attn_out is not a hook, and the MLP reads ln2(resid_pre).
+    let parallel = model.config.parallel_attn_mlp;
+    let mid = if parallel { pass.scratch(role, &shape)? } else { pass.target(&mid_name, role, &shape)? };
     kernels::add(pass.gpu, encoder, &resid, &attn_out, &mid)?;
-    pass.hook(encoder, &mid_name, &mid)?;
+    if !parallel {
+        pass.hook(encoder, &mid_name, &mid)?;
+    }
 
-    let x = pass.layer_norm(encoder, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+    let ln2_in = if parallel { &resid } else { &mid };
+    let x = pass.layer_norm(encoder, &format!("{p}.ln2"), ln2_in, block.ln2.as_ref())?;
     let d_mlp = mlp.b_in.len();
     let hidden = [pass.batch, pass.seq, d_mlp];
     let pre_name = format!("{p}.mlp.hook_pre");

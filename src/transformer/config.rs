@@ -114,6 +114,9 @@ pub struct Config {
     pub scale_attn_by_inverse_layer_idx: bool,
     /// `attention_dir`: `causal` (true) or `bidirectional` (false, no mask).
     pub causal: bool,
+    /// `parallel_attn_mlp` (GPT-J): the MLP reads `ln2(resid_pre)` and both outputs are added to
+    /// `resid_pre` at once; there is no `hook_resid_mid`.
+    pub parallel_attn_mlp: bool,
 }
 
 /// SPEC's config keys, in the order SPEC lists them (all required).
@@ -244,6 +247,15 @@ impl Config {
         // The GPU computes in float32: an eps it cannot hold is refused here, not at run time.
         crate::scalar::to_f32("eps", eps).map_err(|e| e.to_string())?;
         let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention_fields(&f, d_head)?;
+        let parallel = f.or("parallel_attn_mlp", &Value::Bool(false));
+        let parallel_attn_mlp = match parallel {
+            Value::Null => false,
+            v => v.as_bool().ok_or_else(|| format!("parallel_attn_mlp is {} but must be true or false", tl_fields::short(v)))?,
+        };
+        if parallel_attn_mlp && attn_only {
+            // TransformerLens itself fails on this model (its parallel block calls a missing MLP).
+            return Err("parallel_attn_mlp is true but attn_only is true: there is no MLP to run in parallel".into());
+        }
         Ok(Self {
             n_layers,
             d_model,
@@ -260,6 +272,7 @@ impl Config {
             attn_scale,
             scale_attn_by_inverse_layer_idx,
             causal,
+            parallel_attn_mlp,
         })
     }
 
@@ -289,6 +302,7 @@ impl Config {
             "attn_scale": self.attn_scale,
             "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
             "attention_dir": if self.causal { "causal" } else { "bidirectional" },
+            "parallel_attn_mlp": self.parallel_attn_mlp,
         });
         value.to_string()
     }
@@ -306,6 +320,36 @@ impl Config {
     /// The MLP's hidden size, when the blocks have MLPs.
     pub fn mlp(&self) -> Option<usize> {
         if self.attn_only { None } else { self.d_mlp }
+    }
+
+    /// The TransformerLens variants beyond SPEC's plain model (scale `1/sqrt(d_head)`, causal)
+    /// that this config uses, as `field value` (empty for a plain model). The GELU variants are
+    /// not listed: each computes what the tanh kernel computes.
+    pub fn variants(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.attn_scale != (self.d_head as f64).sqrt() {
+            out.push(format!("attn_scale {} (use_attn_scale false means 1)", self.attn_scale));
+        }
+        if self.scale_attn_by_inverse_layer_idx {
+            out.push("scale_attn_by_inverse_layer_idx true".to_string());
+        }
+        if !self.causal {
+            out.push("attention_dir \"bidirectional\"".to_string());
+        }
+        if self.parallel_attn_mlp {
+            out.push("parallel_attn_mlp true".to_string());
+        }
+        out
+    }
+
+    /// Refuses, naming the field, a config that uses a variant [`Config::variants`] lists: for a
+    /// code path (`what`, e.g. "the backward pass") that implements SPEC's plain model only, so
+    /// that it gives an error instead of computing another model.
+    pub fn refuse_variants(&self, what: &str) -> Result<()> {
+        match self.variants().first() {
+            None => Ok(()),
+            Some(v) => Err(Error::Input(format!("model config: {what} does not implement {v} yet"))),
+        }
     }
 
     /// What block `layer`'s attention scores `q·k` are multiplied by: `1 / attn_scale`, divided
@@ -331,7 +375,7 @@ fn attention_fields(f: &Fields<'_>, d_head: usize) -> Result<(f64, bool, bool), 
             // TransformerLens's "not set": sqrt(d_head).
             Value::Null => default_scale,
             _ => match v.as_f64() {
-                Some(s) if s == -1.0 => default_scale,
+                Some(-1.0) => default_scale,
                 Some(s) if s.is_finite() && s > 0.0 => s,
                 _ => {
                     return Err(format!(

@@ -3,7 +3,8 @@
 //! [`hooks`] lists every hook that `HookedTransformer.run_with_cache` returns by default for a
 //! config, in the order of the forward pass, under the same names and with the same shapes. Its
 //! rules follow TransformerLens 3.9: models without normalisation have no `ln*` hooks,
-//! attention-only models have no `ln2`, `mlp.*`, `hook_resid_mid` or `hook_mlp_out`, and
+//! attention-only models have no `ln2`, `mlp.*`, `hook_resid_mid` or `hook_mlp_out`, parallel
+//! blocks (`parallel_attn_mlp`) no `hook_resid_mid`, and
 //! `hook_pos_embed` is \[B, S, d_model\] (broadcast over the batch).
 
 use std::collections::BTreeSet;
@@ -65,7 +66,9 @@ pub fn hooks(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
         push(format!("{p}.attn.hook_z"), heads.clone());
         push(format!("{p}.hook_attn_out"), resid.clone());
         if let Some(d_mlp) = config.mlp() {
-            push(format!("{p}.hook_resid_mid"), resid.clone());
+            if !config.parallel_attn_mlp {
+                push(format!("{p}.hook_resid_mid"), resid.clone());
+            }
             ln(&mut push, &format!("{p}.ln2"));
             push(format!("{p}.mlp.hook_pre"), vec![batch, seq, d_mlp]);
             push(format!("{p}.mlp.hook_post"), vec![batch, seq, d_mlp]);

@@ -31,7 +31,7 @@ impl Weights<ArrayD<f32>> {
         }
         let shapes = weight_shapes(config);
         for key in npz.names() {
-            if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| n == key) {
+            if !is_not_a_weight(key) && !shapes.iter().any(|(n, _)| *n == ungrouped_name(key)) {
                 return Err(Error::Input(format!(
                     "the weights hold {key:?}, which is not a weight of this config ({}); the config and the weights \
                      disagree",
@@ -40,10 +40,11 @@ impl Weights<ArrayD<f32>> {
             }
         }
         Self::build(config, |name, shape| {
-            let array = match npz.get(name) {
+            let alias = grouped_name(name);
+            let array = match npz.get(name).or_else(|e| alias.as_ref().map_or(Err(e), |g| npz.get(g))) {
                 Ok(NpyArray::F32(a)) => a.as_standard_layout().into_owned(),
                 Ok(other) => return Err(Error::Input(format!("weight {name} is {} but weights must be float32", other.dtype()))),
-                Err(e) if npz.contains(name) => return Err(Error::Input(format!("weight {name}: {e}"))),
+                Err(e) if npz.contains(name) || alias.as_ref().is_some_and(|g| npz.contains(g)) => return Err(Error::Input(format!("weight {name}: {e}"))),
                 Err(_) => {
                     return Err(Error::Input(format!(
                         "weight {name} {} is missing (a model with this config needs it)",
@@ -60,6 +61,22 @@ impl Weights<ArrayD<f32>> {
             }
             Ok(array)
         })
+    }
+}
+
+/// TransformerLens's name for key/value weight `name` in a grouped-query attention layer
+/// (`blocks.0.attn.W_K` -> `blocks.0.attn._W_K`), which a config with `n_key_value_heads` equal
+/// to `n_heads` stores (same shapes, same numbers).
+fn grouped_name(name: &str) -> Option<String> {
+    let (prefix, leaf) = name.rsplit_once('.')?;
+    matches!(leaf, "W_K" | "W_V" | "b_K" | "b_V").then(|| format!("{prefix}._{leaf}"))
+}
+
+/// The plain name of a weight that may be under its grouped-query name ([`grouped_name`]).
+fn ungrouped_name(key: &str) -> String {
+    match key.rsplit_once('.') {
+        Some((prefix, leaf @ ("_W_K" | "_W_V" | "_b_K" | "_b_V"))) => format!("{prefix}.{}", &leaf[1..]),
+        _ => key.to_string(),
     }
 }
 

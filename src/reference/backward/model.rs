@@ -61,6 +61,9 @@ pub fn transformer_grad(
     names: &Names,
     interventions: &[Intervention],
 ) -> Result<TransformerGrad> {
+    // The backward walk below follows the plain model (scale 1/sqrt(d_head), causal, sequential
+    // blocks): a config that changes any of these is refused by name, never answered wrongly.
+    config.refuse_variants("the backward pass")?;
     names.check(config)?;
     let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
     // Targets first: a bad one is refused before any work.

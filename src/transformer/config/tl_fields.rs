@@ -63,10 +63,11 @@ fn null_or_no_mlp(v: &Value, config: &Map<String, Value>) -> bool {
     v.is_null() || attn_only(config)
 }
 
-/// `n_key_value_heads` null (plain multi-head attention). Equal to `n_heads` would compute the same
-/// numbers, but TransformerLens then stores `_W_K`/`_W_V` under other state-dict names.
-fn kv_heads_plain(v: &Value, _: &Map<String, Value>) -> bool {
-    v.is_null()
+/// `n_key_value_heads` null, or equal to `n_heads` (grouped-query attention with groups of one
+/// computes plain multi-head attention; its weights are read under TransformerLens's `_W_K`,
+/// `_W_V`, `_b_K`, `_b_V` names).
+fn kv_heads_plain(v: &Value, config: &Map<String, Value>) -> bool {
+    v.is_null() || config.get("n_heads") == Some(v)
 }
 
 /// `final_rms` swaps the final LayerNorm for an RMS norm; a model without normalisation has none.
@@ -80,7 +81,7 @@ fn not_olmo(v: &Value, _: &Map<String, Value>) -> bool {
 }
 
 const ROTARY_ONLY: &str = "used only by rotary embeddings, which are refused (positional_embedding_type)";
-const GQA_ONLY: &str = "used only with grouped-query attention, which is refused (n_key_value_heads)";
+const GQA_ONLY: &str = "changes nothing with groups of one (n_key_value_heads null or n_heads, the only values accepted)";
 
 /// Every field of TransformerLens 3.9's `HookedTransformerConfig`, in `to_dict()` order.
 pub const FIELDS: &[Field] = &[
@@ -99,7 +100,10 @@ pub const FIELDS: &[Field] = &[
     ),
     ("default_prepend_bos", Rule::Ignored("tokenization only; shaderlens takes token ids")),
     ("positional_embedding_type", Rule::Used),
-    ("n_key_value_heads", Rule::Refused { no_op: kv_heads_plain, text: "null: grouped-query attention is not supported" }),
+    (
+        "n_key_value_heads",
+        Rule::Refused { no_op: kv_heads_plain, text: "null or n_heads: grouped-query attention is not supported" },
+    ),
     ("attn_only", Rule::Used),
     ("gated_mlp", Rule::Refused { no_op: false_or_no_mlp, text: "false (or attn_only): gated MLPs are not supported" }),
     ("uses_rms_norm", Rule::Ignored("not read by HookedTransformer (normalization_type decides)")),
@@ -145,7 +149,7 @@ pub const FIELDS: &[Field] = &[
     ("init_weights", Rule::Ignored("initialisation only; the weights are given")),
     ("scale_attn_by_inverse_layer_idx", Rule::Used),
     ("d_vocab_out", Rule::Used),
-    ("parallel_attn_mlp", Rule::Refused { no_op: is_false, text: "false: parallel attention and MLP are not supported" }),
+    ("parallel_attn_mlp", Rule::Used),
     ("rotary_dim", Rule::Ignored(ROTARY_ONLY)),
     ("n_params", Rule::Ignored("a count TransformerLens derives")),
     ("use_hook_tokens", Rule::Refused { no_op: is_false, text: "false: the optional hook hook_tokens is not produced yet" }),
