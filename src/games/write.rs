@@ -1,11 +1,7 @@
-//! Writing an npz so that a crash or a full disk never leaves a half-written file under the
-//! destination's name: the arrays go to a temporary file in the same folder, which is renamed over
-//! the destination only once complete (a rename within one folder is atomic on POSIX file systems).
-//!
-//! A private stand-in until `shaderlens::io` (the reliability work) provides the shared helper.
+//! Writing the games' npz files: the destination is checked before any game is generated, and
+//! the file is written through [`crate::io::write_atomic`], so that a crash or a full disk never
+//! leaves a half-written file under the destination's name.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use ndarray_npy::{NpzWriter, WriteNpzError};
@@ -42,30 +38,19 @@ fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Writes an npz to `path` via a temporary file beside it: `fill` adds the arrays; the file is
-/// flushed, synced and renamed only when everything succeeded, and removed otherwise.
+/// Writes an npz to `path` through [`crate::io::write_atomic`] (a temporary file beside it,
+/// flushed, synced and renamed only when everything succeeded): `fill` adds the arrays.
 pub(crate) fn write_npz_atomically(
     path: &Path,
     compress: bool,
-    fill: impl FnOnce(&mut NpzWriter<BufWriter<File>>) -> std::result::Result<(), WriteNpzError>,
+    fill: impl FnOnce(&mut NpzWriter<&mut crate::io::Output>) -> std::result::Result<(), WriteNpzError>,
 ) -> Result<()> {
     check_destination(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = parent_of(path).join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&temp).map_err(|e| file_error(&temp, format!("cannot create: {e}")))?;
-        let writer = BufWriter::with_capacity(1 << 20, file);
-        let mut npz = if compress { NpzWriter::new_compressed(writer) } else { NpzWriter::new(writer) };
-        let write_error = |e: WriteNpzError| file_error(&temp, format!("cannot write: {e}"));
+    crate::io::write_atomic(path, |output| {
+        let write_error = |e: WriteNpzError| file_error(path, format!("cannot write: {e}"));
+        let mut npz = if compress { NpzWriter::new_compressed(output) } else { NpzWriter::new(output) };
         fill(&mut npz).map_err(write_error)?;
-        let mut writer = npz.finish().map_err(write_error)?;
-        writer.flush().map_err(|e| file_error(&temp, format!("cannot write: {e}")))?;
-        let file = writer.into_inner().map_err(|e| file_error(&temp, format!("cannot write: {}", e.error())))?;
-        file.sync_all().map_err(|e| file_error(&temp, format!("cannot sync: {e}")))?;
-        std::fs::rename(&temp, path).map_err(|e| file_error(path, format!("cannot rename {} to it: {e}", temp.display())))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+        npz.finish().map_err(write_error)?;
+        Ok(())
+    })
 }
