@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ndarray::ArrayD;
@@ -28,6 +29,8 @@ type InterventionSpec<'py> =
 #[pyclass(module = "shaderlens._shaderlens", frozen)]
 pub struct Model {
     inner: transformer::Model,
+    /// Seconds of the last `run`'s Rust call, as f64 bits.
+    last_run: AtomicU64,
 }
 
 /// The activations asked for, as `[(name, array)]` in forward order, after the logits.
@@ -40,7 +43,7 @@ impl Model {
     fn from_files(py: Python<'_>, config: PathBuf, weights: PathBuf) -> PyResult<Self> {
         let gpu = gpu()?;
         let inner = py.detach(|| transformer::Model::from_files(gpu, &config, &weights)).py_err()?;
-        Ok(Self { inner })
+        Ok(Self { inner, last_run: AtomicU64::new(0) })
     }
 
     /// Builds a model from a config JSON text and a dict of float32 arrays under TransformerLens's
@@ -76,7 +79,7 @@ impl Model {
         .py_err()?;
         let gpu = gpu()?;
         let inner = py.detach(|| transformer::Model::load(gpu, config, &weights)).py_err()?;
-        Ok(Self { inner })
+        Ok(Self { inner, last_run: AtomicU64::new(0) })
     }
 
     /// The config as SPEC's JSON.
@@ -107,30 +110,17 @@ impl Model {
         let options = Options { names: to_names(names), interventions: &interventions };
         let gpu = gpu()?;
         let tokens = tokens.as_array();
+        let start = Instant::now();
         let outputs = py.detach(|| self.inner.run(gpu, tokens, &options)).py_err()?;
+        self.last_run.store(start.elapsed().as_secs_f64().to_bits(), Ordering::Relaxed);
         let cache = outputs.cache.into_entries().into_iter().map(|(name, a)| (name, to_numpy(py, a))).collect();
         Ok((to_numpy(py, outputs.logits), cache))
     }
 
-    /// Seconds per call of the Rust `Model::run` (readback included, no Python conversion) on the
-    /// same tokens, `reps` times: the baseline the Python-side benchmark compares with.
-    #[pyo3(signature = (tokens, names=None, reps=3))]
-    fn bench_run(&self, py: Python<'_>, tokens: PyReadonlyArrayDyn<'_, i64>, names: Option<Vec<String>>, reps: usize) -> PyResult<Vec<f64>> {
-        let options = Options { names: to_names(names), interventions: &[] };
-        let gpu = gpu()?;
-        let tokens = tokens.as_array();
-        py.detach(|| {
-            (0..reps)
-                .map(|_| {
-                    let start = Instant::now();
-                    let outputs = self.inner.run(gpu, tokens.view(), &options)?;
-                    let seconds = start.elapsed().as_secs_f64();
-                    drop(outputs);
-                    Ok(seconds)
-                })
-                .collect::<shaderlens::Result<Vec<f64>>>()
-        })
-        .py_err()
+    /// Seconds that the Rust `Model::run` took inside the last `run` (forward and read back, no
+    /// Python objects): what the benchmark sets against the whole Python call.
+    fn last_run_seconds(&self) -> f64 {
+        f64::from_bits(self.last_run.load(Ordering::Relaxed))
     }
 }
 

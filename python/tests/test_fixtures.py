@@ -153,3 +153,14 @@ def test_op_fixtures_on_gpu_and_reference(op):
                     assert_close(got, want, atol, rtol, what=f"{path.name} {module.__name__} {key}")
                 want_dtype = np.float32 if module is shaderlens.ops else np.float64
                 assert got.dtype == want_dtype
+
+
+def test_last_run_seconds_times_the_rust_call_inside(tiny):
+    """The benchmark's Rust figure is a part of the Python call that contains it."""
+    import time
+
+    model, tokens = tiny
+    start = time.perf_counter()
+    model.run_with_cache(tokens)
+    wall = time.perf_counter() - start
+    assert 0.0 < model._native.last_run_seconds() <= wall
