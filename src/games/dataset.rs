@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use rand::RngExt;
 use rand_pcg::Pcg64;
 
-use super::othello::{Board, Color, MAX_MOVES, TOKEN_OF_SQUARE};
+use super::othello::{write_mask, Board, Color, MAX_MOVES, TOKEN_OF_SQUARE};
 use crate::{Error, Result};
 
 /// Squares on the board, the last axis of `boards` and `legal`.
@@ -75,9 +75,7 @@ impl Rows<'_> {
         self.player[t] = mover.value();
         board.write_cells(&mut self.boards[t * SQUARES..(t + 1) * SQUARES]);
         if next != 0 {
-            for (sq, cell) in self.legal[t * SQUARES..(t + 1) * SQUARES].iter_mut().enumerate() {
-                *cell = (next >> sq) & 1 != 0;
-            }
+            write_mask(next, &mut self.legal[t * SQUARES..(t + 1) * SQUARES]);
         }
     }
 }
