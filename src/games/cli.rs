@@ -178,8 +178,9 @@ fn modular(p: u64, op: &str, train_fraction: f64, seed: u64, out: &Path) -> Resu
         npz.add_array("test_targets", &data.test_targets)
     })?;
     Ok(format!(
-        "wrote {} ({op:?} mod {p}: {} train, {} test examples, seed {seed})",
+        "wrote {} ({} mod {p}: {} train, {} test examples, seed {seed})",
         out.display(),
+        format!("{op:?}").to_lowercase(),
         data.train_tokens.nrows(),
         data.test_tokens.nrows()
     ))
