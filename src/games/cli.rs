@@ -140,6 +140,7 @@ fn progress_bar(games: usize) -> indicatif::ProgressBar {
 
 fn othello(games: usize, seed: u64, threads: usize, compress: bool, out: &Path) -> Result<String> {
     check_game_count(games)?;
+    dataset::thread_count(threads, "--threads")?;
     check_destination(out)?;
     let bar = progress_bar(games);
     let started = Instant::now();

@@ -140,6 +140,18 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// The most threads a caller may ask for: more is a typo, not a machine.
+pub const MAX_THREADS: usize = 1024;
+
+/// `threads` checked against [`MAX_THREADS`], 0 meaning one per core.
+pub(crate) fn thread_count(threads: usize, what: &str) -> Result<usize> {
+    match threads {
+        0 => Ok(default_threads()),
+        t if t > MAX_THREADS => Err(Error::Input(format!("{what} {t} is more than {MAX_THREADS}; 0 means one per core"))),
+        t => Ok(t),
+    }
+}
+
 /// Threads to use when the caller says 0: the machine's parallelism.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -159,7 +171,7 @@ pub fn generate_with_progress(
         .checked_add(n as u64)
         .ok_or_else(|| Error::Input(format!("othello games {first}..{first}+{n} run past the last game index (2^64)")))?;
     let mut buffers = Buffers::zeroed(n)?;
-    let threads = if threads == 0 { default_threads() } else { threads }.clamp(1, n.max(1));
+    let threads = thread_count(threads, "threads")?.clamp(1, n.max(1));
     // Small slices keep the threads busy to the end and the progress reports frequent.
     let per_chunk = n.div_ceil(threads * 8).clamp(1, 4096);
     let done = std::sync::atomic::AtomicUsize::new(0);
