@@ -86,6 +86,7 @@ fn bad_arguments_are_refused_by_name() {
         (vec!["othello", "--games", "1000000000000", "--out", out], "GiB"),
         (vec!["othello", "--games", "-3", "--out", out], "--games"),
         (vec!["othello", "--games", "10", "--seed", "x", "--out", out], "--seed"),
+        (vec!["othello", "--games", "10", "--threads", "100000", "--out", out], "--threads 100000 is more than 1024"),
         (vec!["othello", "--games", "10", "--out", dir.to_str().unwrap()], "is a folder"),
         (vec!["othello", "--games", "10", "--out", missing.to_str().unwrap()], "does not exist"),
         (vec!["othello", "--games", "10", "--out", ""], "--out"),

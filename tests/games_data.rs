@@ -62,6 +62,8 @@ fn the_stream_yields_the_data_set_in_order_whatever_the_workers() {
     }
     assert!(GameStream::new(5, 0, 0, 1, 2).is_err());
     assert!(GameStream::new(5, 0, 8, 1, 0).is_err());
+    assert!(GameStream::new(5, 0, 8, 5000, 2).err().expect("5000 workers are refused").to_string().contains("workers"));
+    assert!(generate(5, 0, 8, 5000).unwrap_err().to_string().contains("threads"));
 }
 
 #[test]

@@ -114,6 +114,18 @@ fn check_game_count(games: usize) -> Result<()> {
     Ok(())
 }
 
+/// CPU seconds this process has used, all threads together (Linux's /proc/self/stat, in its fixed
+/// 100 ticks a second); None elsewhere. On a shared machine, games per CPU-second is the figure
+/// that does not depend on what else is running.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn progress_bar(games: usize) -> indicatif::ProgressBar {
     // Small sets finish before a bar is worth drawing; indicatif hides it off a terminal anyway.
     if games < 200_000 {
@@ -128,11 +140,17 @@ fn progress_bar(games: usize) -> indicatif::ProgressBar {
 
 fn othello(games: usize, seed: u64, threads: usize, compress: bool, out: &Path) -> Result<String> {
     check_game_count(games)?;
+    dataset::thread_count(threads, "--threads")?;
     check_destination(out)?;
     let bar = progress_bar(games);
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let data = dataset::generate_with_progress(seed, 0, games, threads, &|done| bar.set_position(done as u64))?;
     let generated = started.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, cpu_seconds()) {
+        (Some(a), Some(b)) if b > a => format!(", {:.2} CPU-s ({:.0} games per CPU-second)", b - a, games as f64 / (b - a)),
+        _ => String::new(),
+    };
     bar.finish_and_clear();
     let moves = data.tokens.iter().filter(|&&t| t != 0).count();
     write_npz_atomically(out, compress, |npz| {
@@ -143,7 +161,7 @@ fn othello(games: usize, seed: u64, threads: usize, compress: bool, out: &Path) 
     })?;
     let total = started.elapsed().as_secs_f64();
     Ok(format!(
-        "wrote {} ({games} games, {:.2} moves a game, seed {seed}): generated in {generated:.3} s ({:.0} games/s), {total:.3} s with writing",
+        "wrote {} ({games} games, {:.2} moves a game, seed {seed}): generated in {generated:.3} s ({:.0} games/s{cpu}), {total:.3} s with writing",
         out.display(),
         moves as f64 / games as f64,
         games as f64 / generated.max(1e-9),
@@ -161,8 +179,9 @@ fn modular(p: u64, op: &str, train_fraction: f64, seed: u64, out: &Path) -> Resu
         npz.add_array("test_targets", &data.test_targets)
     })?;
     Ok(format!(
-        "wrote {} ({op:?} mod {p}: {} train, {} test examples, seed {seed})",
+        "wrote {} ({} mod {p}: {} train, {} test examples, seed {seed})",
         out.display(),
+        format!("{op:?}").to_lowercase(),
         data.train_tokens.nrows(),
         data.test_tokens.nrows()
     ))

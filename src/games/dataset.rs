@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayView3, Axis};
 use rand::RngExt;
 use rand_pcg::Pcg64;
 
-use super::othello::{Board, Color, MAX_MOVES, TOKEN_OF_SQUARE};
+use super::othello::{write_mask, Board, Color, MAX_MOVES, TOKEN_OF_SQUARE};
 use crate::{Error, Result};
 
 /// Squares on the board, the last axis of `boards` and `legal`.
@@ -75,9 +75,7 @@ impl Rows<'_> {
         self.player[t] = mover.value();
         board.write_cells(&mut self.boards[t * SQUARES..(t + 1) * SQUARES]);
         if next != 0 {
-            for (sq, cell) in self.legal[t * SQUARES..(t + 1) * SQUARES].iter_mut().enumerate() {
-                *cell = (next >> sq) & 1 != 0;
-            }
+            write_mask(next, &mut self.legal[t * SQUARES..(t + 1) * SQUARES]);
         }
     }
 }
@@ -100,21 +98,57 @@ fn play_random(rng: &mut Pcg64, rows: &mut Rows) {
     }
 }
 
-/// Zeroed arrays for `n` games, or an error when their size overflows.
-fn zeroed(n: usize) -> Result<(Vec<i64>, Vec<i8>, Vec<i8>, Vec<bool>)> {
-    n.checked_mul(BYTES_PER_GAME)
-        .ok_or_else(|| Error::Input(format!("{n} othello games need more bytes than a usize can count")))?;
-    Ok((vec![0; n * MAX_MOVES], vec![0; n * MAX_MOVES * SQUARES], vec![0; n * MAX_MOVES], vec![false; n * MAX_MOVES * SQUARES]))
+/// The four arrays of `n` games as flat vectors, before they become ndarrays.
+struct Buffers {
+    tokens: Vec<i64>,
+    boards: Vec<i8>,
+    player: Vec<i8>,
+    legal: Vec<bool>,
 }
 
-fn assemble(n: usize, tokens: Vec<i64>, boards: Vec<i8>, player: Vec<i8>, legal: Vec<bool>) -> Games {
-    // The vectors were sized for exactly these shapes by `zeroed`.
-    let shape_err = "games arrays sized by zeroed()";
-    Games {
-        tokens: Array2::from_shape_vec((n, MAX_MOVES), tokens).expect(shape_err),
-        boards: Array3::from_shape_vec((n, MAX_MOVES, SQUARES), boards).expect(shape_err),
-        player: Array2::from_shape_vec((n, MAX_MOVES), player).expect(shape_err),
-        legal: Array3::from_shape_vec((n, MAX_MOVES, SQUARES), legal).expect(shape_err),
+impl Buffers {
+    /// Zeroed arrays for `n` games, or an error when their size overflows.
+    fn zeroed(n: usize) -> Result<Buffers> {
+        n.checked_mul(BYTES_PER_GAME)
+            .ok_or_else(|| Error::Input(format!("{n} othello games need more bytes than a usize can count")))?;
+        Ok(Buffers {
+            tokens: vec![0; n * MAX_MOVES],
+            boards: vec![0; n * MAX_MOVES * SQUARES],
+            player: vec![0; n * MAX_MOVES],
+            legal: vec![false; n * MAX_MOVES * SQUARES],
+        })
+    }
+
+    fn into_games(self) -> Games {
+        let n = self.tokens.len() / MAX_MOVES;
+        // The vectors were sized for exactly these shapes by `zeroed`.
+        let shape_err = "games arrays sized by Buffers::zeroed";
+        Games {
+            tokens: Array2::from_shape_vec((n, MAX_MOVES), self.tokens).expect(shape_err),
+            boards: Array3::from_shape_vec((n, MAX_MOVES, SQUARES), self.boards).expect(shape_err),
+            player: Array2::from_shape_vec((n, MAX_MOVES), self.player).expect(shape_err),
+            legal: Array3::from_shape_vec((n, MAX_MOVES, SQUARES), self.legal).expect(shape_err),
+        }
+    }
+}
+
+impl<'a> Rows<'a> {
+    /// Game `g`'s rows within slices holding whole games.
+    fn of(tokens: &'a mut [i64], boards: &'a mut [i8], player: &'a mut [i8], legal: &'a mut [bool], g: usize) -> Rows<'a> {
+        let (one, cells) = (g * MAX_MOVES..(g + 1) * MAX_MOVES, g * MAX_MOVES * SQUARES..(g + 1) * MAX_MOVES * SQUARES);
+        Rows { tokens: &mut tokens[one.clone()], boards: &mut boards[cells.clone()], player: &mut player[one], legal: &mut legal[cells] }
+    }
+}
+
+/// The most threads a caller may ask for: more is a typo, not a machine.
+pub const MAX_THREADS: usize = 1024;
+
+/// `threads` checked against [`MAX_THREADS`], 0 meaning one per core.
+pub(crate) fn thread_count(threads: usize, what: &str) -> Result<usize> {
+    match threads {
+        0 => Ok(default_threads()),
+        t if t > MAX_THREADS => Err(Error::Input(format!("{what} {t} is more than {MAX_THREADS}; 0 means one per core"))),
+        t => Ok(t),
     }
 }
 
@@ -136,17 +170,18 @@ pub fn generate_with_progress(
     first
         .checked_add(n as u64)
         .ok_or_else(|| Error::Input(format!("othello games {first}..{first}+{n} run past the last game index (2^64)")))?;
-    let (mut tokens, mut boards, mut player, mut legal) = zeroed(n)?;
-    let threads = if threads == 0 { default_threads() } else { threads }.clamp(1, n.max(1));
+    let mut buffers = Buffers::zeroed(n)?;
+    let threads = thread_count(threads, "threads")?.clamp(1, n.max(1));
     // Small slices keep the threads busy to the end and the progress reports frequent.
     let per_chunk = n.div_ceil(threads * 8).clamp(1, 4096);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let chunks = std::sync::Mutex::new(
-        tokens
+        buffers
+            .tokens
             .chunks_mut(per_chunk * MAX_MOVES)
-            .zip(boards.chunks_mut(per_chunk * MAX_MOVES * SQUARES))
-            .zip(player.chunks_mut(per_chunk * MAX_MOVES))
-            .zip(legal.chunks_mut(per_chunk * MAX_MOVES * SQUARES))
+            .zip(buffers.boards.chunks_mut(per_chunk * MAX_MOVES * SQUARES))
+            .zip(buffers.player.chunks_mut(per_chunk * MAX_MOVES))
+            .zip(buffers.legal.chunks_mut(per_chunk * MAX_MOVES * SQUARES))
             .enumerate(),
     );
     std::thread::scope(|scope| {
@@ -157,12 +192,7 @@ pub fn generate_with_progress(
                 let base = first + (c * per_chunk) as u64;
                 let games = tok.len() / MAX_MOVES;
                 for g in 0..games {
-                    let mut rows = Rows {
-                        tokens: &mut tok[g * MAX_MOVES..(g + 1) * MAX_MOVES],
-                        boards: &mut brd[g * MAX_MOVES * SQUARES..(g + 1) * MAX_MOVES * SQUARES],
-                        player: &mut ply[g * MAX_MOVES..(g + 1) * MAX_MOVES],
-                        legal: &mut lgl[g * MAX_MOVES * SQUARES..(g + 1) * MAX_MOVES * SQUARES],
-                    };
+                    let mut rows = Rows::of(tok, brd, ply, lgl, g);
                     play_random(&mut game_rng(seed, base + g as u64), &mut rows);
                 }
                 let finished = done.fetch_add(games, std::sync::atomic::Ordering::Relaxed) + games;
@@ -170,7 +200,7 @@ pub fn generate_with_progress(
             });
         }
     });
-    Ok(assemble(n, tokens, boards, player, legal))
+    Ok(buffers.into_games())
 }
 
 /// Games `first .. first + n` of the random data set with `seed` on `threads` threads (0: one per
@@ -187,14 +217,10 @@ pub fn replay(tokens: ArrayView2<i64>) -> Result<Games> {
         return Err(Error::Shape(format!("othello tokens have shape {:?}; expected [N, {MAX_MOVES}]", tokens.shape())));
     }
     let n = tokens.nrows();
-    let (mut tok, mut brd, mut ply, mut lgl) = zeroed(n)?;
+    let mut buffers = Buffers::zeroed(n)?;
     for (g, row) in tokens.axis_iter(Axis(0)).enumerate() {
-        let mut rows = Rows {
-            tokens: &mut tok[g * MAX_MOVES..(g + 1) * MAX_MOVES],
-            boards: &mut brd[g * MAX_MOVES * SQUARES..(g + 1) * MAX_MOVES * SQUARES],
-            player: &mut ply[g * MAX_MOVES..(g + 1) * MAX_MOVES],
-            legal: &mut lgl[g * MAX_MOVES * SQUARES..(g + 1) * MAX_MOVES * SQUARES],
-        };
+        let Buffers { tokens: tok, boards: brd, player: ply, legal: lgl } = &mut buffers;
+        let mut rows = Rows::of(tok, brd, ply, lgl, g);
         let mut board = Board::start();
         for (t, &token) in row.iter().enumerate() {
             let Some(mover) = board.to_move else {
@@ -211,7 +237,7 @@ pub fn replay(tokens: ArrayView2<i64>) -> Result<Games> {
             rows.record(t, square, mover, &board, board.legal());
         }
     }
-    Ok(assemble(n, tok, brd, ply, lgl))
+    Ok(buffers.into_games())
 }
 
 /// Class of a square relative to the player to move, for board probes.

@@ -70,7 +70,7 @@ pub fn inverse(b: u64, p: u64) -> u64 {
 
 /// True when `p` is prime (trial division, meant for moduli up to [`MAX_P`]).
 pub fn is_prime(p: u64) -> bool {
-    p >= 2 && (2..).take_while(|&d| d <= p / d).all(|d| p % d != 0)
+    p >= 2 && (2..).take_while(|&d| d <= p / d).all(|d| !p.is_multiple_of(d))
 }
 
 /// Every example of `op` mod `p`, in order of (a, b): tokens and targets, each int64 [n, 3].

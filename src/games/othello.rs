@@ -3,7 +3,8 @@
 //! Square `i` (0…63) is row `i / 8`, column `i % 8` and bit `i` of a `u64`. A move generator shifts
 //! the mover's stones through runs of the opponent's in each of the 8 directions (masking off the
 //! column that a horizontal or diagonal shift wraps into, so a line never continues from one edge
-//! to the other); flips walk from the placed stone outwards. Tokens 1…60 name the 60 squares other
+//! to the other); a move's flips are the runs from the placed stone that end in a mover's stone,
+//! found the same way, without branches. Tokens 1…60 name the 60 squares other
 //! than the four centre squares, in increasing order; 0 is padding.
 
 use crate::{Error, Result};
@@ -16,23 +17,52 @@ pub const MAX_MOVES: usize = 60;
 const NOT_COL0: u64 = 0xfefe_fefe_fefe_fefe;
 const NOT_COL7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
-/// The 8 directions as (shift, mask applied after shifting): east, west, south, north and the
-/// diagonals. A positive shift moves towards higher squares.
-const DIRECTIONS: [(i32, u64); 8] = [
-    (1, NOT_COL0),
-    (-1, NOT_COL7),
-    (8, u64::MAX),
-    (-8, u64::MAX),
-    (9, NOT_COL0),
-    (7, NOT_COL7),
-    (-7, NOT_COL0),
-    (-9, NOT_COL7),
-];
+/// One step in a direction: a positive `BY` moves towards higher squares; `MASK` clears the
+/// column that a horizontal or diagonal step wraps into. Constants, so each direction compiles to
+/// immediate shifts and the 8 directions unroll.
+#[inline(always)]
+fn step<const BY: i32, const MASK: u64>(bits: u64) -> u64 {
+    (if BY > 0 { bits << BY } else { bits >> -BY }) & MASK
+}
+
+/// The opponent stones adjacent to `from` in one direction and continuing as a run (at most 6
+/// long on an 8-wide board), computed without branches.
+#[inline(always)]
+fn run<const BY: i32, const MASK: u64>(from: u64, theirs: u64) -> u64 {
+    let mut run = step::<BY, MASK>(from) & theirs;
+    for _ in 0..5 {
+        run |= step::<BY, MASK>(run) & theirs;
+    }
+    run
+}
 
 #[inline(always)]
-fn shift(bits: u64, (by, mask): (i32, u64)) -> u64 {
-    let moved = if by > 0 { bits << by } else { bits >> -by };
-    moved & mask
+fn moves_in<const BY: i32, const MASK: u64>(mine: u64, theirs: u64, empty: u64) -> u64 {
+    step::<BY, MASK>(run::<BY, MASK>(mine, theirs)) & empty
+}
+
+#[inline(always)]
+fn flips_in<const BY: i32, const MASK: u64>(placed: u64, mine: u64, theirs: u64) -> u64 {
+    let line = run::<BY, MASK>(placed, theirs);
+    // The run flips only if the square after its end holds one of the mover's stones: stepping the
+    // run lands on its own squares and on that one (none if the run is empty).
+    let closed = (step::<BY, MASK>(line) & mine != 0) as u64;
+    line & closed.wrapping_neg()
+}
+
+/// Applies `$f::<BY, MASK>` in all 8 directions (east, west, south, north, the diagonals) and ORs
+/// the results.
+macro_rules! all_directions {
+    ($f:ident($($arg:expr),*)) => {
+        $f::<1, NOT_COL0>($($arg),*)
+            | $f::<-1, NOT_COL7>($($arg),*)
+            | $f::<8, { u64::MAX }>($($arg),*)
+            | $f::<-8, { u64::MAX }>($($arg),*)
+            | $f::<9, NOT_COL0>($($arg),*)
+            | $f::<7, NOT_COL7>($($arg),*)
+            | $f::<-7, NOT_COL0>($($arg),*)
+            | $f::<-9, NOT_COL7>($($arg),*)
+    };
 }
 
 /// A side: black moves first and is stored as 1 in games files, white as −1.
@@ -79,40 +109,19 @@ impl Default for Board {
     }
 }
 
-/// The squares of `color` that bracket runs of `opponent` stones ending on an empty square: the
-/// legal moves of the side owning `mine`.
+/// The empty squares that end a run of `theirs` stones starting next to one of `mine`: the legal
+/// moves of the side owning `mine`.
 #[inline]
 pub fn legal_moves(mine: u64, theirs: u64) -> u64 {
     let empty = !(mine | theirs);
-    let mut moves = 0;
-    for dir in DIRECTIONS {
-        let mut run = shift(mine, dir) & theirs;
-        // A run of opponents is at most 6 long on an 8-wide board.
-        for _ in 0..5 {
-            run |= shift(run, dir) & theirs;
-        }
-        moves |= shift(run, dir) & empty;
-    }
-    moves
+    all_directions!(moves_in(mine, theirs, empty))
 }
 
 /// The opponent stones that a stone placed on `square` by the owner of `mine` flips.
 #[inline]
 pub fn flips(mine: u64, theirs: u64, square: usize) -> u64 {
-    let placed = 1u64 << square;
-    let mut flipped = 0;
-    for dir in DIRECTIONS {
-        let mut line = 0;
-        let mut next = shift(placed, dir);
-        while next & theirs != 0 {
-            line |= next;
-            next = shift(next, dir);
-        }
-        if next & mine != 0 {
-            flipped |= line;
-        }
-    }
-    flipped
+    let placed = 1u64 << (square & 63);
+    all_directions!(flips_in(placed, mine, theirs))
 }
 
 impl Board {
@@ -213,6 +222,17 @@ impl Board {
             for (cell, v) in cells.iter_mut().zip((b | w).to_le_bytes()) {
                 *cell = v as i8;
             }
+        }
+    }
+}
+
+/// Writes `bits` as 64 bools, eight at a time (the `legal` rows of a games file).
+#[inline]
+pub(crate) fn write_mask(bits: u64, out: &mut [bool]) {
+    for (byte, cells) in out.chunks_exact_mut(8).enumerate().take(8) {
+        let spread = BLACK_BYTES[((bits >> (8 * byte)) & 0xff) as usize].to_le_bytes();
+        for (cell, v) in cells.iter_mut().zip(spread) {
+            *cell = v != 0;
         }
     }
 }

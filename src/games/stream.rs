@@ -34,7 +34,7 @@ impl GameStream {
         if ahead == 0 {
             return Err(Error::Input("othello game stream: ahead must be at least 1 batch".into()));
         }
-        let workers = if workers == 0 { super::dataset::default_threads() } else { workers };
+        let workers = super::dataset::thread_count(workers, "othello game stream: workers")?;
         let (sender, receiver) = sync_channel(ahead);
         let stop = Arc::new(AtomicBool::new(false));
         let counter = Arc::new(AtomicU64::new(0));
