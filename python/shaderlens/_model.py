@@ -20,15 +20,6 @@ from ._cache import Cache
 from ._shaderlens import InputError
 from ._shaderlens import Model as _NativeModel
 
-# The config keys the Rust reader knows today (SPEC's "Transformer" section). Used only when the
-# reader refuses TransformerLens's full `cfg.to_dict()`; remove this fallback once the reader takes
-# the whole dict itself (issue 13.1), which is the right place to accept or refuse each field.
-_SPEC_KEYS = (
-    "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "d_vocab_out", "n_ctx", "act_fn",
-    "normalization_type", "attn_only", "eps", "positional_embedding_type",
-)
-
-
 def as_tokens(tokens) -> np.ndarray:
     """Tokens as int64 ``[batch, positions]`` (a 1-D sequence gets a batch axis of 1)."""
     array = np.asarray(tokens)
@@ -78,24 +69,14 @@ class Model:
         file in between. A config the Rust side cannot run exactly is refused with its message."""
         config = model.cfg.to_dict()
         weights = {name: t.detach().to("cpu").float().numpy() for name, t in model.state_dict().items()}
-        text = json.dumps(config, default=str)
-        try:
-            native = _NativeModel.from_arrays(text, weights)
-        except InputError as error:
-            if "unknown field" not in str(error):
-                raise
-            # Fallback for today's strict reader (see _SPEC_KEYS): it knows SPEC's keys only, and
-            # TransformerLens fills d_mlp (and may leave act_fn None) for attention-only models.
-            spec = {k: config.get(k) for k in _SPEC_KEYS}
-            if spec.get("attn_only"):
-                spec["d_mlp"] = None
-                spec["act_fn"] = spec.get("act_fn") or "relu"
-            native = _NativeModel.from_arrays(json.dumps(spec, default=str), weights)
+        # The Rust reader takes the whole to_dict() and decides each field: used, ignored, or refused
+        # by name (docs/transformerlens.md); nothing is filtered here.
+        native = _NativeModel.from_arrays(json.dumps(config, default=str), weights)
         return cls(native, transformer_lens_model=model)
 
     @property
     def cfg(self) -> dict:
-        """The config as the Rust side read it (SPEC's keys)."""
+        """The config as the Rust side read it (the fields that change its forward pass)."""
         return json.loads(self._native.config_json())
 
     def hooks(self, batch: int = 1, seq: int = 1) -> list:
