@@ -1,5 +1,5 @@
 """Write the optimizer and training fixtures with PyTorch as the reference (SPEC.md,
-"Optimizer" and "Training"): tests/data/grad/adamw/<case>.npz and
+"Optimizer" and "Training"): fixtures/adamw/<case>.npz (checked by `verify`) and
 tests/data/grad/train/<case>.{json,npz}.
 
 Rerun (from the repository root; TransformerLens 3.x for the models):
@@ -76,8 +76,10 @@ def adamw_case(name: str, out: str) -> Dict[str, np.ndarray]:
               **{k: np.array(val, np.float64) for k, val in hp.items()},
               "param_out": p.detach().numpy().copy(),
               "m_out": state["exp_avg"].numpy().copy(), "v_out": state["exp_avg_sq"].numpy().copy()}
-    os.makedirs(os.path.join(out, "adamw"), exist_ok=True)
-    np.savez_compressed(os.path.join(out, "adamw", name + ".npz"), **arrays)
+    # adamw fixtures are checked by `verify` (GPU and reference), so they go to fixtures/adamw.
+    folder = os.path.join(out, "..", "..", "..", "fixtures", "adamw")
+    os.makedirs(folder, exist_ok=True)
+    np.savez_compressed(os.path.join(folder, name + ".npz"), **arrays)
     print(f"adamw/{name}: {shape}, t = {step}")
     return arrays
 

@@ -39,6 +39,7 @@ pub(crate) use params_layout;
 /// Every kernel's `Params` in shaderlens (one entry per shader that declares one).
 pub fn all() -> Vec<ParamsLayout> {
     let mut all = Vec::new();
+    all.extend_from_slice(crate::ops::adamw::LAYOUTS);
     all.extend_from_slice(crate::ops::matmul::LAYOUTS);
     all.extend_from_slice(crate::ops::softmax::LAYOUTS);
     all.extend_from_slice(crate::ops::layer_norm::LAYOUTS);

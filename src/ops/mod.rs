@@ -8,6 +8,7 @@
 //!
 //! Shapes are checked before any GPU work, with the same checks the host references use.
 
+pub mod adamw;
 pub mod attention;
 pub mod attention_layer;
 pub mod gelu;

@@ -16,7 +16,7 @@ use crate::reference;
 pub use crate::compare::Outcome;
 
 /// The ops `verify` knows, by folder name.
-pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer"];
+pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "adamw"];
 
 /// Checks one fixture with the op its folder names.
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
@@ -29,6 +29,7 @@ pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
         "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
         "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
         "transformer" => super::transformer::check(gpu, fixture),
+        "adamw" => adamw(gpu, fixture),
         other => Err(Error::Input(format!(
             "unknown op {other:?} (the name of the fixture's folder); known ops: {}",
             OPS.join(", ")
@@ -153,4 +154,31 @@ fn gelu(gpu: &Gpu, fixture: &Fixture, kind: ops::gelu::Gelu) -> Result<Outcome> 
     let ref_out = reference::gelu::gelu(kind, x.mapv(f64::from).view());
     let gpu_out = ops::gelu::run(gpu, kind, x.view())?;
     pointwise_outcome(&gpu_out, &ref_out, &want, POINTWISE)
+}
+
+/// SPEC's `adamw`: one update of `param`, `m` and `v`, by the GPU kernel and the float64 twin.
+fn adamw(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    use crate::reference::backward::fixtures::ADAMW;
+    let [param, grad, m, v] = ["param", "grad", "m", "v"].map(|name| fixture.input(name));
+    let (param, grad, m, v) = (param?, grad?, m?, v?);
+    let step = fixture.int_array("step")?;
+    crate::fixture::check_rank("step", step.shape(), 0)?;
+    let step = step.iter().next().copied().ok_or_else(|| Error::Input("step is empty".into()))?;
+    let hp = ops::adamw::AdamW {
+        lr: fixture.scalar_f64("lr")?,
+        beta1: fixture.scalar_f64("beta1")?,
+        beta2: fixture.scalar_f64("beta2")?,
+        eps: fixture.scalar_f64("eps")?,
+        weight_decay: fixture.scalar_f64("weight_decay")?,
+    };
+    let wide = |a: &ArrayD<f32>| a.mapv(f64::from);
+    let reference = reference::backward::adamw::adamw(wide(&param).view(), wide(&grad).view(), wide(&m).view(), wide(&v).view(), step, &hp)?;
+    let want = |name: &str| fixture.expected_shaped(name, param.shape());
+    let (want_param, want_m, want_v) = (want("param_out")?, want("m_out")?, want("v_out")?);
+    let (gpu_param, gpu_m, gpu_v) = ops::adamw::run(gpu, param.view(), grad.view(), m.view(), v.view(), step, &hp)?;
+    outcome(&[
+        Checked { name: "param_out", gpu: &gpu_param, reference: &reference.param, want: &want_param, allowed: ADAMW.allowed(&want_param.view()) },
+        Checked { name: "m_out", gpu: &gpu_m, reference: &reference.m, want: &want_m, allowed: ADAMW.allowed(&want_m.view()) },
+        Checked { name: "v_out", gpu: &gpu_v, reference: &reference.v, want: &want_v, allowed: ADAMW.allowed(&want_v.view()) },
+    ])
 }

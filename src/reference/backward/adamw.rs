@@ -53,6 +53,49 @@ pub struct AdamWState {
     pub v: ArrayD<f64>,
 }
 
+/// The constants of update number `t`, folded in float64 as PyTorch folds them in Python floats:
+/// the GPU kernel and the reference both apply them in the same order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepScalars {
+    /// `1 − lr·weight_decay`: the decoupled decay's factor.
+    pub decay: f64,
+    /// `lr / (1 − β1^t)`.
+    pub step_size: f64,
+    /// `sqrt(1 − β2^t)`.
+    pub bias2_sqrt: f64,
+}
+
+impl AdamW {
+    /// The constants of update number `step` (t ≥ 1), after checking the hyper-parameters.
+    pub fn step_scalars(&self, step: i64) -> Result<StepScalars> {
+        self.check()?;
+        if step < 1 {
+            return Err(Error::Input(format!("adamw step is {step} but updates count from t = 1")));
+        }
+        let t = step as f64;
+        Ok(StepScalars {
+            decay: 1.0 - self.lr * self.weight_decay,
+            step_size: self.lr / (1.0 - self.beta1.powf(t)),
+            bias2_sqrt: (1.0 - self.beta2.powf(t)).sqrt(),
+        })
+    }
+}
+
+/// SPEC's shape rule for `adamw`: `grad`, `m` and `v` have `param`'s shape. Shared by the
+/// reference and the GPU op.
+pub fn check_shapes(param: &[usize], grad: &[usize], m: &[usize], v: &[usize]) -> Result<()> {
+    for (name, shape) in [("grad", grad), ("m", m), ("v", v)] {
+        if shape != param {
+            return Err(Error::Shape(format!(
+                "adamw {name} is {} but param is {}: all four must have one shape",
+                fmt_shape(shape),
+                fmt_shape(param)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// AdamW's update number `step` (t ≥ 1) of `param` with `grad`, from moments `m` and `v`.
 pub fn adamw(
     param: ArrayViewD<'_, f64>,
@@ -62,30 +105,15 @@ pub fn adamw(
     step: i64,
     hp: &AdamW,
 ) -> Result<AdamWState> {
-    hp.check()?;
-    if step < 1 {
-        return Err(Error::Input(format!("adamw step is {step} but updates count from t = 1")));
-    }
-    for (name, shape) in [("grad", grad.shape()), ("m", m.shape()), ("v", v.shape())] {
-        if shape != param.shape() {
-            return Err(Error::Shape(format!(
-                "adamw {name} is {} but param is {}: all four must have one shape",
-                fmt_shape(shape),
-                fmt_shape(param.shape())
-            )));
-        }
-    }
-    let t = step as f64;
-    let bias1 = 1.0 - hp.beta1.powf(t);
-    let bias2_sqrt = (1.0 - hp.beta2.powf(t)).sqrt();
-    let step_size = hp.lr / bias1;
+    let k = hp.step_scalars(step)?;
+    check_shapes(param.shape(), grad.shape(), m.shape(), v.shape())?;
     let mut state = AdamWState { param: param.to_owned(), m: m.to_owned(), v: v.to_owned() };
     Zip::from(&mut state.param).and(&mut state.m).and(&mut state.v).and(&grad).for_each(|p, m, v, &g| {
-        *p *= 1.0 - hp.lr * hp.weight_decay;
+        *p *= k.decay;
         *m += (g - *m) * (1.0 - hp.beta1);
         *v = *v * hp.beta2 + (1.0 - hp.beta2) * g * g;
-        let denom = v.sqrt() / bias2_sqrt + hp.eps;
-        *p -= step_size * *m / denom;
+        let denom = v.sqrt() / k.bias2_sqrt + hp.eps;
+        *p -= k.step_size * *m / denom;
     });
     Ok(state)
 }
