@@ -24,12 +24,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counters = |gpu: &Gpu| [gpu.dispatch_count(), gpu.buffers_created(), gpu.bind_groups_created()];
     for (what, names) in [("nothing cached", Names::Nothing), ("every hook cached", Names::All)] {
         let options = Options { names, interventions: &[] };
-        for pass in ["first", "second"] {
+        // `run` reads its outputs back (they live in the model's scratch); `run_gpu` returns fresh
+        // GPU tensors (the logits and every cached activation), which the caller keeps.
+        for (call, pass) in [("run", "first"), ("run", "second"), ("run_gpu", "third")] {
             let before = counters(&gpu);
-            model.run(&gpu, tokens.view(), &options)?;
+            if call == "run" {
+                model.run(&gpu, tokens.view(), &options)?;
+            } else {
+                model.run_gpu(&gpu, tokens.view(), &options)?;
+            }
             let after = counters(&gpu);
             println!(
-                "{what:<18} {pass:<6} forward: {:>4} dispatches, {:>4} buffers created, {:>4} bind groups created",
+                "{what:<18} {pass:<6} forward ({call:<7}): {:>4} dispatches, {:>4} buffers created, {:>4} bind groups created",
                 after[0] - before[0],
                 after[1] - before[1],
                 after[2] - before[2]

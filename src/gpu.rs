@@ -222,6 +222,15 @@ impl Gpu {
         self.device.create_buffer(desc)
     }
 
+    /// Runs `f` with submissions not counted as epochs of the bind-group cache (see `cache.rs`):
+    /// for timing and autotuning, which submit many times in the middle of other work.
+    pub(crate) fn without_epochs<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.caches.epoch_holds.fetch_add(1, Ordering::Relaxed);
+        let out = f();
+        self.caches.epoch_holds.fetch_sub(1, Ordering::Relaxed);
+        out
+    }
+
     /// The scratch tensor called `name` of `shape`, made on first use and when the shape changes.
     /// Its contents are whatever the last user left: only for kernels that write before they read.
     pub(crate) fn scratch(&self, name: &str, shape: &[usize]) -> Result<crate::tensor::GpuTensor> {

@@ -33,7 +33,7 @@ fn every_params_struct_matches_its_wgsl() {
                     // One field, or a vector of `count` u32s.
                     name == field && offset == at && (count == 1 || size == 4 * count)
                 } else {
-                    name.starts_with(&format!("{field}_")) && (at..at + 4 * count).contains(&offset) && (offset - at) % 4 == 0
+                    name.starts_with(&format!("{field}_")) && (at..at + 4 * count).contains(&offset) && (offset - at).is_multiple_of(4)
                 }
             });
             let index = found.unwrap_or_else(|| panic!("{what}: WGSL field {name} at offset {offset} has no Rust field there"));

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
 use shaderlens::ops::{gelu, layer_norm, matmul, softmax};
-use shaderlens::transformer::{Intervention, Model, Names, Options};
+use shaderlens::transformer::{Config, Intervention, Model, Names, Options, Weights};
 use shaderlens::{Gpu, GpuTensor};
 
 fn model(gpu: &Gpu, case: &str) -> Model {
@@ -56,6 +56,25 @@ fn the_second_forward_of_a_model_creates_no_buffers_and_no_bind_groups() {
             assert!(run.cache.len() > 5);
         });
     }
+}
+
+#[test]
+fn the_second_forward_creates_nothing_even_when_the_first_autotuned_its_products() {
+    // Products over 2^24 flops are autotuned on the first forward (many submissions in the middle
+    // of its recording); the second forward must still find every bind group cached.
+    let gpu = common::gpu();
+    let config = Config::from_json(
+        r#"{"n_layers": 2, "d_model": 256, "n_heads": 4, "d_head": 64, "d_mlp": 1024, "d_vocab": 61,
+            "d_vocab_out": 61, "n_ctx": 32, "act_fn": "gelu", "normalization_type": "LN",
+            "attn_only": false, "eps": 1e-5, "positional_embedding_type": "standard"}"#,
+    )
+    .unwrap();
+    let weights = Weights::build(&config, |_, shape| Ok(ArrayD::from_elem(IxDyn(shape), 0.01f32))).unwrap();
+    let model = Model::load(&gpu, config, &weights).unwrap();
+    let tokens = ArrayD::from_shape_fn(IxDyn(&[4, 32]), |ix| ((ix[0] * 7 + ix[1]) % 61) as i64);
+    second_run_creates_nothing(&gpu, "a model whose products are autotuned", || {
+        model.forward(&gpu, tokens.view()).expect("forward");
+    });
 }
 
 #[test]

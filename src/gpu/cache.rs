@@ -45,6 +45,9 @@ pub(crate) struct Caches {
     staging: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
     pub scratch: Mutex<HashMap<String, crate::tensor::GpuTensor>>,
     epoch: AtomicU64,
+    /// While above 0, submissions do not count as epochs (timing and autotuning submit many
+    /// times in a row; they must not age out the bind groups of the work they interrupt).
+    pub epoch_holds: AtomicU64,
     pub buffers_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
 }
@@ -86,6 +89,9 @@ impl Caches {
     /// Marks a submission: bind groups idle for [`IDLE_EPOCHS`] submissions are dropped (with the
     /// buffers they kept alive).
     pub fn next_epoch(&self) {
+        if self.epoch_holds.load(Ordering::Relaxed) > 0 {
+            return;
+        }
         let now = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.bind_groups.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, (_, used)| now.saturating_sub(*used) <= IDLE_EPOCHS);

@@ -88,7 +88,9 @@ fn forced() -> Result<Option<Variant>> {
 /// Times every candidate on a scaled-down copy of the product and returns the fastest.
 fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant], transpose_a: bool, transpose_b: bool) -> Result<Variant> {
     let [batch, m, k, n] = proxy_shape(dims);
-    gpu.scoped(|| {
+    // Tuning submits many times in the middle of the caller's recording: those submissions must
+    // not age out the caller's cached bind groups.
+    gpu.without_epochs(|| gpu.scoped(|| {
         let a_shape = if transpose_a { [batch, k, m] } else { [batch, m, k] };
         let b_shape = if transpose_b { [batch, n, k] } else { [batch, k, n] };
         let a = GpuTensor::empty(gpu, &a_shape, "matmul tuning a")?;
@@ -100,7 +102,7 @@ fn measure(gpu: &Gpu, dims: &MatmulDims, candidates: &[Variant], transpose_a: bo
             timer.time(&mut |encoder| super::record_gemm_with(gpu, encoder, &a, &b, &out, &gemm, variant))
         })?;
         Ok(winner)
-    })
+    }))
 }
 
 /// `[batches, M, K, N]` of the tuning run: the product's own, halved until at most [`TUNE_FLOPS`],
