@@ -149,7 +149,11 @@ fn a_failed_write_leaves_the_old_file_whole() {
     assert!(e.to_string().contains("stopped halfway"));
     assert_eq!(std::fs::read(&path).unwrap(), b"the old file");
     assert_eq!(dir.listing(), ["out.npz"]);
-    write_atomic(&path, |w| Ok(w.write_all(b"the new file").unwrap())).unwrap();
+    write_atomic(&path, |w| {
+        w.write_all(b"the new file").unwrap();
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"the new file");
     assert_eq!(dir.listing(), ["out.npz"]);
 }

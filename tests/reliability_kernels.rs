@@ -27,7 +27,7 @@ fn a_nan_value_at_a_masked_key_never_reaches_the_queries_that_cannot_see_it() {
     let mut n = 0.0f32;
     let mut next = || {
         n += 0.37;
-        (n.sin() * 0.9) as f32
+        n.sin() * 0.9
     };
     let q = ArrayD::from_shape_simple_fn(IxDyn(&[1, 1, s, d]), &mut next);
     let k = ArrayD::from_shape_simple_fn(IxDyn(&[1, 1, s, d]), &mut next);
