@@ -169,7 +169,7 @@ fn create_temp(dest: &Path) -> io::Result<(File, PathBuf)> {
 /// another output (by canonical path, and on Unix by device and inode, so hard links count).
 /// `inputs` and `outputs` are `(what, path)` pairs such as `("--weights", path)`.
 pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
-    let mut seen: Vec<(&str, PathBuf, Option<(u64, u64)>)> = Vec::new();
+    let mut seen: Vec<Seen> = Vec::new();
     for (what, path) in inputs {
         if let Ok(canonical) = std::fs::canonicalize(path) {
             seen.push((what, canonical, identity(path)));
@@ -188,6 +188,9 @@ pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Res
     }
     Ok(())
 }
+
+/// An input or output seen so far: its flag, canonical path and (device, inode).
+type Seen<'a> = (&'a str, PathBuf, Option<(u64, u64)>);
 
 #[cfg(unix)]
 fn identity(path: &Path) -> Option<(u64, u64)> {

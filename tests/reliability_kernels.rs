@@ -27,7 +27,7 @@ fn a_nan_value_at_a_masked_key_never_reaches_the_queries_that_cannot_see_it() {
     let mut n = 0.0f32;
     let mut next = || {
         n += 0.37;
-        (n.sin() * 0.9) as f32
+        n.sin() * 0.9
     };
     let q = ArrayD::from_shape_simple_fn(IxDyn(&[1, 1, s, d]), &mut next);
     let k = ArrayD::from_shape_simple_fn(IxDyn(&[1, 1, s, d]), &mut next);
@@ -123,4 +123,36 @@ fn a_config_eps_beyond_float32_is_refused_when_read() {
     json["eps"] = 1e-50.into();
     let e = shaderlens::transformer::Config::from_json(&json.to_string()).unwrap_err().to_string();
     assert!(e.contains("eps is") && e.contains("below float32's normal range"), "{e}");
+}
+
+/// Item 9 through `verify`: a layer_norm fixture with eps 1e-50 on a constant row and an
+/// attention fixture with scale 1e300 are errors naming the scalar, not NaN rows.
+#[test]
+fn verify_refuses_fixture_scalars_float32_cannot_hold() {
+    use shaderlens::fixture::{Fixture, NpyArray};
+    use std::collections::BTreeMap;
+    let gpu = common::gpu();
+    let f32s = |shape: &[usize], v: f32| NpyArray::F32(ArrayD::from_elem(IxDyn(shape), v));
+    let f64s = |shape: &[usize], v: f64| NpyArray::F64(ArrayD::from_elem(IxDyn(shape), v));
+    let scalar = |v: f64| NpyArray::F64(ArrayD::from_elem(IxDyn(&[]), v));
+    let arrays = BTreeMap::from([
+        ("x".to_string(), f32s(&[1, 8], 3.0)),
+        ("w".to_string(), f32s(&[8], 1.0)),
+        ("b".to_string(), f32s(&[8], 0.5)),
+        ("eps".to_string(), scalar(1e-50)),
+        ("out".to_string(), f64s(&[1, 8], 0.5)),
+    ]);
+    let e = shaderlens::verify::checks::check(&gpu, &Fixture::from_arrays("layer_norm", "tiny_eps", arrays)).unwrap_err().to_string();
+    assert!(e.contains("eps is 1e-50"), "{e}");
+    let arrays = BTreeMap::from([
+        ("q".to_string(), f32s(&[1, 1, 2, 4], 0.5)),
+        ("k".to_string(), f32s(&[1, 1, 2, 4], 0.5)),
+        ("v".to_string(), f32s(&[1, 1, 2, 4], 0.5)),
+        ("causal".to_string(), NpyArray::Bool(ArrayD::from_elem(IxDyn(&[]), true))),
+        ("scale".to_string(), scalar(1e300)),
+        ("out".to_string(), f64s(&[1, 1, 2, 4], 0.5)),
+        ("pattern".to_string(), f64s(&[1, 1, 2, 2], 0.5)),
+    ]);
+    let e = shaderlens::verify::checks::check(&gpu, &Fixture::from_arrays("attention", "huge_scale", arrays)).unwrap_err().to_string();
+    assert!(e.contains("scale is 1e300"), "{e}");
 }

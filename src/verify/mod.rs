@@ -86,6 +86,9 @@ pub fn collect(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
     for path in paths {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => {
+                if walked.contains(&std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())) {
+                    continue; // given twice, or inside a folder already given: listed once
+                }
                 let mut here = Vec::new();
                 walk(path, &mut walked, &mut here);
                 if here.is_empty() {
