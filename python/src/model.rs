@@ -61,6 +61,9 @@ impl Model {
             if is_not_a_weight(&name) {
                 continue;
             }
+            // TransformerLens stores K/V as `_W_K`, `_W_V`, ... when n_key_value_heads is set (equal
+            // to n_heads here; the config refuses fewer).
+            let name = transformer::ungrouped_name(&name);
             if !shapes.iter().any(|(n, _)| *n == name) {
                 return Err(InputError::new_err(format!(
                     "the weights hold {name:?}, which is not a weight of this config; the config and the weights disagree"

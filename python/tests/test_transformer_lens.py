@@ -48,8 +48,8 @@ class _StandIn:
 def test_from_transformer_lens_without_torch(case):
     config_path, _, data = transformer_case(case)
     config = json.loads(config_path.read_text())
-    # What TransformerLens's to_dict() adds beyond SPEC's keys, and its attention-only d_mlp.
-    config.update({"model_name": "custom", "seed": None, "device": "cpu", "dtype": "torch.float32", "init_range": 0.02})
+    # What TransformerLens's to_dict() holds beyond SPEC's keys, and its attention-only d_mlp.
+    config.update({"model_name": "custom", "seed": None, "device": "cpu", "dtype": "torch.float32", "initializer_range": 0.02})
     if config["attn_only"]:
         config["d_mlp"] = 4 * config["d_model"]
     state = {k: data[k].astype(np.float64) for k in data.files if k not in ("tokens", "logits") and not k.startswith("cache.")}
@@ -82,11 +82,16 @@ def _hooked_transformer(case):
     torch = pytest.importorskip("torch", reason="torch is not installed; to run: pip install torch transformer-lens==3.9.0")
     tl = pytest.importorskip("transformer_lens", reason="transformer_lens is not installed; to run: pip install transformer-lens==3.9.0")
     config_path, _, data = transformer_case(case)
-    config = json.loads(config_path.read_text())
-    if config["attn_only"]:
-        config.pop("d_mlp")
-    cfg = tl.HookedTransformerConfig(**config)
-    hooked = tl.HookedTransformer(cfg)
+    import sys
+    from pathlib import Path
+
+    # The fixtures' configs are TransformerLens's full to_dict() (dtype as a string, n_params):
+    # scripts/tl_format.py turns such a saved config back into a HookedTransformerConfig.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import tl_format
+
+    cfg = tl_format.config_from_saved(json.loads(config_path.read_text()), dtype=torch.float32)
+    hooked = tl.HookedTransformer(cfg, move_to_device=False)
     hooked.load_state_dict({k: torch.from_numpy(data[k]) for k in data.files
                             if k not in ("tokens", "logits") and not k.startswith("cache.")}, strict=False)
     hooked.eval()

@@ -72,8 +72,10 @@ fn grouped_name(name: &str) -> Option<String> {
     matches!(leaf, "W_K" | "W_V" | "b_K" | "b_V").then(|| format!("{prefix}._{leaf}"))
 }
 
-/// The plain name of a weight that may be under its grouped-query name ([`grouped_name`]).
-fn ungrouped_name(key: &str) -> String {
+/// The plain state-dict name of a weight that may be under its grouped-query name
+/// ([`grouped_name`]): `blocks.0.attn._W_K` -> `blocks.0.attn.W_K`; other names are returned as
+/// they are. Every reader of TransformerLens state dicts goes through it.
+pub fn ungrouped_name(key: &str) -> String {
     match key.rsplit_once('.') {
         Some((prefix, leaf @ ("_W_K" | "_W_V" | "_b_K" | "_b_V"))) => format!("{prefix}.{}", &leaf[1..]),
         _ => key.to_string(),

@@ -41,6 +41,7 @@ use ndarray::{ArrayD, ArrayViewD};
 pub use config::{Activation, Config, Normalization};
 pub use hooks::{check_interventions, check_tokens, hook_names, hooks, Cache, Hook, Names};
 pub use intervention::{Action, Intervention, Patch};
+pub use load::ungrouped_name;
 pub use weights::Weights;
 
 use crate::error::{fmt_shape, Error, Result};
