@@ -72,7 +72,7 @@ pub fn record_into(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, state: &State,
     let State { param, m, v } = state;
     check_shapes(param.shape(), grad.shape(), m.shape(), v.shape())?;
     let params = params(param.len(), step, hp)?;
-    if param.len() == 0 {
+    if param.is_empty() {
         return Ok(());
     }
     let grid = gpu.grid((param.len() as u64).div_ceil(WORKGROUP), "adamw workgroups")?;
