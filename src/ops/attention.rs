@@ -75,37 +75,53 @@ pub fn record_outputs_into(
     outputs: Outputs<'_>,
 ) -> Result<()> {
     let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
-    let given = |name: &str, t: &GpuTensor, want: [usize; 4]| {
-        if t.shape() == want {
-            return Ok(());
-        }
-        Err(Error::Shape(format!(
-            "{name} is {} but q {}, k {} and v {} need {name} {}",
-            fmt_shape(t.shape()),
-            fmt_shape(q.shape()),
-            fmt_shape(k.shape()),
-            fmt_shape(v.shape()),
-            fmt_shape(&want)
-        )))
-    };
-    given("out", outputs.out, dims.out_shape())?;
+    let qkv = [q, k, v];
+    check_output("out", outputs.out, &dims.out_shape(), qkv)?;
     for (name, t) in [("pattern", outputs.pattern), ("scores", outputs.scores)] {
         if let Some(t) = t {
-            given(name, t, dims.pattern_shape())?;
+            check_output(name, t, &dims.pattern_shape(), qkv)?;
         }
     }
+    let problem = contiguous_problem(dims, causal, scale, qkv, outputs.out, None);
+    record_problem(gpu, encoder, &problem, outputs.pattern, outputs.scores)
+}
+
+/// Refuses an output whose shape is not `want`, the one that `q`, `k` and `v` call for, naming
+/// all four shapes.
+fn check_output(name: &str, t: &GpuTensor, want: &[usize], [q, k, v]: [&GpuTensor; 3]) -> Result<()> {
+    if t.shape() == want {
+        return Ok(());
+    }
+    Err(Error::Shape(format!(
+        "{name} is {} but q {}, k {} and v {} need {name} {}",
+        fmt_shape(t.shape()),
+        fmt_shape(q.shape()),
+        fmt_shape(k.shape()),
+        fmt_shape(v.shape()),
+        fmt_shape(want)
+    )))
+}
+
+/// The [`Problem`] of contiguous \[B, H, S, ·\] tensors `q`, `k`, `v` and `out`.
+fn contiguous_problem<'a>(
+    dims: AttentionDims,
+    causal: bool,
+    scale: f32,
+    [q, k, v]: [&'a GpuTensor; 3],
+    out: &'a GpuTensor,
+    row_stats: Option<&'a GpuTensor>,
+) -> Problem<'a> {
     let (h, d, dv) = (dims.heads, dims.d, dims.dv);
-    let problem = Problem {
+    Problem {
         dims,
         causal,
         scale,
         q: (q, Strides::bhsc(h, dims.sq, d)),
         k: (k, Strides::bhsc(h, dims.sk, d)),
         v: (v, Strides::bhsc(h, dims.sk, dv)),
-        out: (outputs.out, Strides::bhsc(h, dims.sq, dv)),
-        row_stats: None,
-    };
-    record_problem(gpu, encoder, &problem, outputs.pattern, outputs.scores)
+        out: (out, Strides::bhsc(h, dims.sq, dv)),
+        row_stats,
+    }
 }
 
 /// The shape of the row statistics that [`record_fused_with_stats`] keeps: \[B, H, ceil(Sq / 4),
@@ -132,29 +148,10 @@ pub fn record_fused_with_stats(
     row_stats: &GpuTensor,
 ) -> Result<()> {
     let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
-    for (name, t, want) in [("out", out, dims.out_shape().to_vec()), ("row_stats", row_stats, row_stats_shape(&dims).to_vec())] {
-        if t.shape() != want.as_slice() {
-            return Err(Error::Shape(format!(
-                "{name} is {} but q {}, k {} and v {} need {name} {}",
-                fmt_shape(t.shape()),
-                fmt_shape(q.shape()),
-                fmt_shape(k.shape()),
-                fmt_shape(v.shape()),
-                fmt_shape(&want)
-            )));
-        }
-    }
-    let (h, d, dv) = (dims.heads, dims.d, dims.dv);
-    let problem = Problem {
-        dims,
-        causal,
-        scale,
-        q: (q, Strides::bhsc(h, dims.sq, d)),
-        k: (k, Strides::bhsc(h, dims.sk, d)),
-        v: (v, Strides::bhsc(h, dims.sk, dv)),
-        out: (out, Strides::bhsc(h, dims.sq, dv)),
-        row_stats: Some(row_stats),
-    };
+    let qkv = [q, k, v];
+    check_output("out", out, &dims.out_shape(), qkv)?;
+    check_output("row_stats", row_stats, &row_stats_shape(&dims), qkv)?;
+    let problem = contiguous_problem(dims, causal, scale, qkv, out, Some(row_stats));
     record_problem(gpu, encoder, &problem, None, None)
 }
 
