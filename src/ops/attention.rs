@@ -24,6 +24,7 @@
 //! them directly on TransformerLens's \[B, S, H, dh\] layout. The host twin is
 //! [`crate::reference::attention`], whose shape check this module shares.
 
+pub mod backward_fused;
 pub(crate) mod kernels;
 
 use ndarray::{ArrayD, ArrayViewD};

@@ -102,7 +102,7 @@ impl Strides {
     }
 
     /// The strides in units of `unit` elements (4 for the kernels' vec4 view).
-    fn in_units(self, unit: usize) -> Result<[u32; 3]> {
+    pub(crate) fn in_units(self, unit: usize) -> Result<[u32; 3]> {
         let [b, h, r] = self.all().map(|x| x / unit);
         Ok([u32_of(b, "batch stride")?, u32_of(h, "head stride")?, u32_of(r, "row stride")?])
     }
@@ -310,7 +310,7 @@ fn prepare(
 /// multiples of 4; otherwise packed by `attention_pack` into a new zero-padded contiguous tensor.
 /// An empty input becomes a 16-byte placeholder (the kernels never read it, but a vec4 array
 /// binding needs at least one vec4).
-fn vec4_rows(
+pub(crate) fn vec4_rows(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     dims: &AttentionDims,

@@ -1,0 +1,410 @@
+//! The fused (FlashAttention-2 style) backward of attention: given q, k, v, the forward's `out`
+//! and row statistics (from [`super::record_fused_with_stats`]) and `d_out`, records dq, dk and dv
+//! without ever storing an Sq x Sk matrix. The model uses it when no gradient of the pattern or
+//! the scores is asked for; the pattern path's backward lives elsewhere.
+//!
+//! Three kernels (see `shaders/attention_backward_fused_common.wgsl` for the math):
+//! - `attention_backward_fused_prep`: each query's log-sum-exp from the row statistics and
+//!   `delta = dO · O`;
+//! - `attention_backward_fused_kv`: 4 keys an invocation, walking the queries that see them,
+//!   accumulating dk and dv;
+//! - `attention_backward_fused_q`: 4 queries an invocation, walking the keys they see,
+//!   accumulating dq.
+//!
+//! Every sum has one owner and a fixed order (no float atomics), so two runs give the same bits.
+//! The walks are dispatched in segments (lavapipe and llvmpipe stop an invocation after 65535
+//! loop iterations), with the accumulators in scratch buffers the size of the gradients. The
+//! masking is the forward's: bottom-right causal, and a query that sees no key contributes
+//! nothing (its dq is 0); any scale works, 0 included.
+//!
+//! Layouts: [`record_into`] takes contiguous \[B, H, S, ·\] tensors. For the model,
+//! [`record_bshd_into`] takes TransformerLens's \[B, S, H, dh\] tensors (`hook_q`, `hook_k`,
+//! `hook_v`, `hook_z` and their gradients) with no transpose, and [`record_bshd_forward`] runs the
+//! fused forward on that layout keeping the row statistics it needs. A model backward that wants
+//! no `hook_pattern`/`hook_attn_scores` gradient calls, per layer:
+//!
+//! ```text
+//! forward:  record_bshd_forward(gpu, enc, q, k, v, causal, scale, z, stats)     // stats: row_stats_shape
+//! backward: record_bshd_into(gpu, enc, Saved { q, k, v, out: z, row_stats: stats }, dz,
+//!                            causal, scale, Grads { dq, dk, dv })              // all [B,S,H,dh]
+//! ```
+
+use ndarray::{ArrayD, ArrayViewD};
+
+use super::kernels::{record_problem, u32_of, vec4_rows, Problem, Strides};
+use super::row_stats_shape;
+use crate::error::{fmt_shape, Error, Result};
+use crate::gpu::{Gpu, Shader};
+use crate::reference::attention::{attention_shapes, AttentionDims};
+use crate::tensor::GpuTensor;
+
+/// One backward kernel: the shared prelude followed by the kernel's own file.
+macro_rules! backward_shader {
+    ($name:literal) => {
+        Shader {
+            name: $name,
+            source: concat!(
+                include_str!("../../../shaders/attention_backward_fused_common.wgsl"),
+                include_str!(concat!("../../../shaders/", $name, ".wgsl"))
+            ),
+        }
+    };
+}
+
+const PREP: Shader = backward_shader!("attention_backward_fused_prep");
+const KV: Shader = backward_shader!("attention_backward_fused_kv");
+const Q: Shader = backward_shader!("attention_backward_fused_q");
+
+/// Invocations per workgroup (`WG` in the WGSL).
+const WORKGROUP: u64 = 64;
+/// Queries (or keys) an invocation owns.
+const TILE: usize = 4;
+/// Loop iterations one invocation may spend walking in one dispatch, leaving room under
+/// llvmpipe's 65535 for the clearing and the final writes.
+const LOOP_BUDGET: usize = 32768;
+
+/// Matches `Params` in `shaders/attention_backward_fused_common.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    heads: u32,
+    sq: u32,
+    sk: u32,
+    d: u32,
+    d4: u32,
+    dv: u32,
+    dv4: u32,
+    causal: u32,
+    scale: f32,
+    count: u32,
+    tiles: u32,
+    tiles_q: u32,
+    seg_begin: u32,
+    seg_end: u32,
+    last: u32,
+    _pad0: u32,
+    q: [u32; 3],
+    k: [u32; 3],
+    v: [u32; 3],
+    gz: [u32; 3],
+    o: [u32; 3],
+    gq: [u32; 3],
+    gk: [u32; 3],
+    gv: [u32; 3],
+}
+
+/// `Params` against every backward shader (checked by `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = {
+    use crate::gpu::layout::params_layout;
+    &[
+        params_layout!(Params, PREP, [heads, sq, sk, d, d4, dv, dv4, causal, scale, count, tiles, tiles_q, seg_begin, seg_end, last, q[3], k[3], v[3], gz[3], o[3], gq[3], gk[3], gv[3]]),
+        params_layout!(Params, KV, [heads, sq, sk, d, d4, dv, dv4, causal, scale, count, tiles, tiles_q, seg_begin, seg_end, last, q[3], k[3], v[3], gz[3], o[3], gq[3], gk[3], gv[3]]),
+        params_layout!(Params, Q, [heads, sq, sk, d, d4, dv, dv4, causal, scale, count, tiles, tiles_q, seg_begin, seg_end, last, q[3], k[3], v[3], gz[3], o[3], gq[3], gk[3], gv[3]]),
+    ]
+};
+
+/// What the backward reads from the forward: its inputs, its output and its row statistics.
+#[derive(Clone, Copy, Debug)]
+pub struct Saved<'a> {
+    /// The queries.
+    pub q: &'a GpuTensor,
+    /// The keys.
+    pub k: &'a GpuTensor,
+    /// The values.
+    pub v: &'a GpuTensor,
+    /// The forward's output (`hook_z` in the model).
+    pub out: &'a GpuTensor,
+    /// \[B, H, ceil(Sq / 4), 2, 4\] ([`super::row_stats_shape`]), as the fused forward kept them.
+    pub row_stats: &'a GpuTensor,
+}
+
+/// Where the gradients go (each the shape of its input; all written).
+#[derive(Clone, Copy, Debug)]
+pub struct Grads<'a> {
+    /// d/dq.
+    pub dq: &'a GpuTensor,
+    /// d/dk.
+    pub dk: &'a GpuTensor,
+    /// d/dv.
+    pub dv: &'a GpuTensor,
+}
+
+/// Records the backward for contiguous q \[B,H,Sq,D\], k \[B,H,Sk,D\], v \[B,H,Sk,Dv\], out and
+/// `d_out` \[B,H,Sq,Dv\] into `grads`.
+pub fn record_into(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    saved: Saved<'_>,
+    d_out: &GpuTensor,
+    causal: bool,
+    scale: f32,
+    grads: Grads<'_>,
+) -> Result<()> {
+    let dims = check(&saved, d_out, &grads, |s| s.to_vec(), "[B, H, S, ·]")?;
+    let (h, sq, sk) = (dims.heads, dims.sq, dims.sk);
+    let (qs, ks, vs, os) =
+        (Strides::bhsc(h, sq, dims.d), Strides::bhsc(h, sk, dims.d), Strides::bhsc(h, sk, dims.dv), Strides::bhsc(h, sq, dims.dv));
+    record_layout(gpu, encoder, dims, causal, scale, &saved, d_out, &grads, [qs, ks, vs, os])
+}
+
+/// [`record_into`] for TransformerLens's layout: q \[B,Sq,H,D\], k \[B,Sk,H,D\], v \[B,Sk,H,Dv\],
+/// out (`hook_z`) and `d_out` \[B,Sq,H,Dv\], gradients likewise; the row statistics as the fused
+/// forward on this layout ([`record_bshd_forward`]) kept them.
+pub fn record_bshd_into(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    saved: Saved<'_>,
+    d_out: &GpuTensor,
+    causal: bool,
+    scale: f32,
+    grads: Grads<'_>,
+) -> Result<()> {
+    let dims = check(&saved, d_out, &grads, heads_first, "[B, S, H, ·]")?;
+    let (h, sq, sk) = (dims.heads, dims.sq, dims.sk);
+    let (qs, ks, vs, os) =
+        (Strides::bshc(h, sq, dims.d), Strides::bshc(h, sk, dims.d), Strides::bshc(h, sk, dims.dv), Strides::bshc(h, sq, dims.dv));
+    record_layout(gpu, encoder, dims, causal, scale, &saved, d_out, &grads, [qs, ks, vs, os])
+}
+
+/// The fused forward on TransformerLens's layout (q \[B,Sq,H,D\], k \[B,Sk,H,D\], v \[B,Sk,H,Dv\],
+/// `z` \[B,Sq,H,Dv\]) that keeps the row statistics \[B, H, ceil(Sq / 4), 2, 4\] that
+/// [`record_bshd_into`] needs.
+#[allow(clippy::too_many_arguments)]
+pub fn record_bshd_forward(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    q: &GpuTensor,
+    k: &GpuTensor,
+    v: &GpuTensor,
+    causal: bool,
+    scale: f32,
+    z: &GpuTensor,
+    row_stats: &GpuTensor,
+) -> Result<()> {
+    let dims = attention_shapes(&heads_first(q.shape()), &heads_first(k.shape()), &heads_first(v.shape()))?;
+    expect("z", z, &heads_first(&dims.out_shape()), "q, k and v [B, S, H, ·]")?;
+    expect("row_stats", row_stats, &row_stats_shape(&dims), "q, k and v [B, S, H, ·]")?;
+    let (h, sq, sk) = (dims.heads, dims.sq, dims.sk);
+    let problem = Problem {
+        dims,
+        causal,
+        scale,
+        q: (q, Strides::bshc(h, sq, dims.d)),
+        k: (k, Strides::bshc(h, sk, dims.d)),
+        v: (v, Strides::bshc(h, sk, dims.dv)),
+        out: (z, Strides::bshc(h, sq, dims.dv)),
+        row_stats: Some(row_stats),
+    };
+    record_problem(gpu, encoder, &problem, None, None)
+}
+
+/// Records the fused backward and allocates the gradients `[dq, dk, dv]` (contiguous layout).
+pub fn record(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    saved: Saved<'_>,
+    d_out: &GpuTensor,
+    causal: bool,
+    scale: f32,
+) -> Result<[GpuTensor; 3]> {
+    let dq = GpuTensor::empty(gpu, saved.q.shape(), "attention dq")?;
+    let dk = GpuTensor::empty(gpu, saved.k.shape(), "attention dk")?;
+    let dv = GpuTensor::empty(gpu, saved.v.shape(), "attention dv")?;
+    record_into(gpu, encoder, saved, d_out, causal, scale, Grads { dq: &dq, dk: &dk, dv: &dv })?;
+    Ok([dq, dk, dv])
+}
+
+/// Uploads q, k, v and `d_out` (contiguous \[B, H, S, ·\]), runs the fused forward with its row
+/// statistics and the fused backward in one submit, and reads back `[dq, dk, dv]`.
+pub fn run(
+    gpu: &Gpu,
+    [q, k, v]: [ArrayViewD<'_, f32>; 3],
+    d_out: ArrayViewD<'_, f32>,
+    causal: bool,
+    scale: f32,
+) -> Result<[ArrayD<f32>; 3]> {
+    let dims = attention_shapes(q.shape(), k.shape(), v.shape())?;
+    if d_out.shape() != dims.out_shape() {
+        return Err(Error::Shape(format!(
+            "d_out is {} but q {}, k {} and v {} need {}",
+            fmt_shape(d_out.shape()),
+            fmt_shape(q.shape()),
+            fmt_shape(k.shape()),
+            fmt_shape(v.shape()),
+            fmt_shape(&dims.out_shape())
+        )));
+    }
+    let arrays = super::super::run_many(gpu, |encoder| {
+        let up = |x: &ArrayViewD<'_, f32>, name| GpuTensor::upload(gpu, x.view(), name);
+        let (q, k, v, d_out) = (up(&q, "q")?, up(&k, "k")?, up(&v, "v")?, up(&d_out, "d_out")?);
+        let out = GpuTensor::empty(gpu, &dims.out_shape(), "attention out")?;
+        let stats = GpuTensor::empty(gpu, &row_stats_shape(&dims), "attention row statistics")?;
+        super::record_fused_with_stats(gpu, encoder, &q, &k, &v, causal, scale, &out, &stats)?;
+        let saved = Saved { q: &q, k: &k, v: &v, out: &out, row_stats: &stats };
+        Ok(record(gpu, encoder, saved, &d_out, causal, scale)?.to_vec())
+    })?;
+    arrays.try_into().map_err(|_| Error::Gpu("attention backward returned the wrong number of gradients".into()))
+}
+
+/// A \[B, S, H, ·\] shape as \[B, H, S, ·\] (other ranks unchanged, for the rank error).
+fn heads_first(shape: &[usize]) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    if s.len() == 4 {
+        s.swap(1, 2);
+    }
+    s
+}
+
+/// Checks every tensor's shape (through `as_bhsd`, which maps the layout's shape to \[B,H,S,·\])
+/// and that no gradient shares a buffer with an input; returns the problem's dims.
+fn check(
+    saved: &Saved<'_>,
+    d_out: &GpuTensor,
+    grads: &Grads<'_>,
+    as_bhsd: fn(&[usize]) -> Vec<usize>,
+    layout: &str,
+) -> Result<AttentionDims> {
+    let dims = attention_shapes(&as_bhsd(saved.q.shape()), &as_bhsd(saved.k.shape()), &as_bhsd(saved.v.shape()))?;
+    let ctx = format!("q {}, k {} and v {} ({layout})", fmt_shape(saved.q.shape()), fmt_shape(saved.k.shape()), fmt_shape(saved.v.shape()));
+    let out_shape = as_bhsd(&dims.out_shape());
+    expect("out", saved.out, &out_shape, &ctx)?;
+    expect("d_out", d_out, &out_shape, &ctx)?;
+    expect("row_stats", saved.row_stats, &row_stats_shape(&dims), &ctx)?;
+    expect("dq", grads.dq, saved.q.shape(), &ctx)?;
+    expect("dk", grads.dk, saved.k.shape(), &ctx)?;
+    expect("dv", grads.dv, saved.v.shape(), &ctx)?;
+    let inputs = [("q", saved.q), ("k", saved.k), ("v", saved.v), ("out", saved.out), ("row_stats", saved.row_stats), ("d_out", d_out)];
+    let outputs = [("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)];
+    for (i, (name, t)) in outputs.iter().enumerate() {
+        if let Some((other, _)) = inputs.iter().chain(&outputs[i + 1..]).find(|(_, x)| x.buffer() == t.buffer()) {
+            return Err(Error::Input(format!("attention backward: {name} shares its buffer with {other}; give each gradient its own tensor")));
+        }
+    }
+    Ok(dims)
+}
+
+/// Refuses `t` when its shape is not `want`, naming the inputs that call for it.
+fn expect(name: &str, t: &GpuTensor, want: &[usize], ctx: &str) -> Result<()> {
+    if t.shape() == want {
+        return Ok(());
+    }
+    Err(Error::Shape(format!("attention backward: {name} is {} but {ctx} need {name} {}", fmt_shape(t.shape()), fmt_shape(want))))
+}
+
+/// Records the kernels for checked tensors read through `[q, k, v, out]` strides (the gradients
+/// share their input's strides, d_out out's).
+#[allow(clippy::too_many_arguments)]
+fn record_layout(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    dims: AttentionDims,
+    causal: bool,
+    scale: f32,
+    saved: &Saved<'_>,
+    d_out: &GpuTensor,
+    grads: &Grads<'_>,
+    [qs, ks, vs, os]: [Strides; 4],
+) -> Result<()> {
+    if dims.batch * dims.heads * dims.sq * dims.sk * dims.dv == 0 {
+        // No query, no key or no value column: every gradient that has elements is 0.
+        for t in [grads.dq, grads.dk, grads.dv] {
+            if !t.is_empty() {
+                encoder.clear_buffer(t.buffer(), 0, Some((t.len() * 4) as u64));
+            }
+        }
+        return Ok(());
+    }
+    let (q, q4) = vec4_rows(gpu, encoder, &dims, (saved.q, qs), dims.sq, dims.d, "q")?;
+    let (k, k4) = vec4_rows(gpu, encoder, &dims, (saved.k, ks), dims.sk, dims.d, "k")?;
+    let (v, v4) = vec4_rows(gpu, encoder, &dims, (saved.v, vs), dims.sk, dims.dv, "v")?;
+    let (gz, gz4) = vec4_rows(gpu, encoder, &dims, (d_out, os), dims.sq, dims.dv, "d_out")?;
+    let (d4, dv4) = (dims.d.div_ceil(TILE), dims.dv.div_ceil(TILE));
+    let (bh, tiles_q, tiles_k) = (dims.batch * dims.heads, dims.sq.div_ceil(TILE), dims.sk.div_ceil(TILE));
+    let base = Params {
+        heads: u32_of(dims.heads, "heads")?,
+        sq: u32_of(dims.sq, "Sq")?,
+        sk: u32_of(dims.sk, "Sk")?,
+        d: u32_of(dims.d, "D")?,
+        d4: u32_of(d4, "D")?,
+        dv: u32_of(dims.dv, "Dv")?,
+        dv4: u32_of(dv4, "Dv")?,
+        causal: u32::from(causal),
+        scale,
+        tiles_q: u32_of(tiles_q, "query tiles")?,
+        q: q4,
+        k: k4,
+        v: v4,
+        gz: gz4,
+        o: os.in_units(1)?,
+        gq: qs.in_units(1)?,
+        gk: ks.in_units(1)?,
+        gv: vs.in_units(1)?,
+        ..Params::default()
+    };
+    let info = scratch(gpu, "attention backward lse and delta", bh * tiles_q * 2 * TILE)?;
+    let prep_params = Params { tiles: base.tiles_q, seg_end: base.sq, last: 1, ..base };
+    let buffers = [saved.out.buffer(), gz.buffer(), saved.row_stats.buffer(), info.buffer()];
+    launch(gpu, encoder, PREP, "prep", &prep_params, bh * tiles_q, &buffers)?;
+
+    let (dq, dk) = (bindable(gpu, grads.dq, "dq")?, bindable(gpu, grads.dk, "dk")?);
+    let acc = scratch(gpu, "attention backward dk dv accumulators", bh * tiles_k * TILE * (d4 + dv4) * 4)?;
+    let buffers = [q.buffer(), k.buffer(), v.buffer(), gz.buffer(), info.buffer(), acc.buffer(), dk.buffer(), grads.dv.buffer()];
+    let per_block = 1 + 2 * (d4 + dv4);
+    for params in segments(&Params { tiles: u32_of(tiles_k, "key tiles")?, ..base }, dims.sq, per_block)? {
+        launch(gpu, encoder, KV, "dkdv", &params, bh * tiles_k, &buffers)?;
+    }
+    let acc = scratch(gpu, "attention backward dq accumulators", bh * tiles_q * TILE * d4 * 4)?;
+    let buffers = [q.buffer(), k.buffer(), v.buffer(), gz.buffer(), info.buffer(), acc.buffer(), dq.buffer()];
+    let per_block = 1 + 2 * d4 + dv4;
+    for params in segments(&Params { tiles: base.tiles_q, ..base }, dims.sk, per_block)? {
+        launch(gpu, encoder, Q, "dq", &params, bh * tiles_q, &buffers)?;
+    }
+    Ok(())
+}
+
+/// A scratch buffer of `len` floats (at least 4, so that it can be bound).
+fn scratch(gpu: &Gpu, name: &str, len: usize) -> Result<GpuTensor> {
+    gpu.scratch(name, &[len.max(TILE)])
+}
+
+/// `t`, or a placeholder when it is empty (a zero-sized buffer cannot be bound; nothing is
+/// written to it then).
+fn bindable(gpu: &Gpu, t: &GpuTensor, name: &str) -> Result<GpuTensor> {
+    if t.is_empty() {
+        return scratch(gpu, &format!("attention backward {name} placeholder"), TILE);
+    }
+    Ok(t.clone())
+}
+
+/// `base` once per segment of the walked dimension `0..len`, each a multiple of 4 long and at
+/// most [`LOOP_BUDGET`] loop iterations at `per_block` a block of 4; the last one has `last` set.
+fn segments(base: &Params, len: usize, per_block: usize) -> Result<Vec<Params>> {
+    let step = TILE * (LOOP_BUDGET / per_block).max(1);
+    let mut out = Vec::new();
+    let mut begin = 0;
+    loop {
+        let end = (begin + step).min(len);
+        let last = u32::from(end >= len);
+        out.push(Params { seg_begin: u32_of(begin, "segment")?, seg_end: u32_of(end, "segment")?, last, ..*base });
+        if end >= len {
+            return Ok(out);
+        }
+        begin = end;
+    }
+}
+
+/// Dispatches `entry` over `count` invocations with `params`.
+fn launch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    shader: Shader,
+    entry: &'static str,
+    params: &Params,
+    count: usize,
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    let params = Params { count: u32_of(count, &format!("backward {entry} invocations"))?, ..*params };
+    let grid = gpu.grid((count as u64).div_ceil(WORKGROUP), &format!("attention backward {entry} workgroups"))?;
+    gpu.kernel::<Params>(shader, entry, &[])?.record(gpu, encoder, &params, buffers, grid);
+    Ok(())
+}
