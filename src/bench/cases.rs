@@ -22,7 +22,7 @@ use crate::tensor::GpuTensor;
 pub use super::run::{inputs, GpuRun, Prepared, Record, Work};
 
 /// The ops `bench` knows, in the order it runs them.
-pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention", "transformer"];
+pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention", "attention_backward", "transformer"];
 
 /// One op at one shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
         let op = OPS.iter().find(|&&o| Some(o) == op).ok_or_else(|| Error::Input("a shape needs an op".into()))?;
         let rank_ok = match *op {
             "matmul" => shape.len() == 3,
-            "attention" | "transformer" => shape.len() == 4,
+            "attention" | "attention_backward" | "transformer" => shape.len() == 4,
             _ => !shape.is_empty(),
         };
         if !rank_ok || shape.contains(&0) {
@@ -69,6 +69,7 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
         add("softmax", &[64, 59]);
         add("layer_norm", &[64, 59]);
         add("attention", &[1, 2, 9, 8]);
+        add("attention_backward", &[1, 2, 9, 8]);
         add("transformer", &[2, 5, 2, 64]);
         return Ok(cases);
     }
@@ -88,6 +89,8 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
     }
     add("attention", &[64, 8, 59, 64]);
     add("attention", &[1, 8, 1024, 64]);
+    add("attention_backward", &[64, 8, 59, 64]);
+    add("attention_backward", &[1, 8, 1024, 64]);
     add("transformer", &[8, 59, 8, 512]);
     if large {
         add("transformer", &[64, 59, 8, 512]);
@@ -160,6 +163,7 @@ pub fn prepare<'a>(gpu: &'a Gpu, case: &Case, variants: bool) -> Result<Prepared
             })
         }
         "attention" => prepare_attention(gpu, &s),
+        "attention_backward" => super::attention_backward::prepare(gpu, &s),
         "transformer" => super::transformer::prepare(gpu, &s),
         other => Err(Error::Input(format!("bench knows no op {other:?}"))),
     }

@@ -13,6 +13,7 @@
 //! Inputs are uploaded once per case; the timed region holds only the op's own recording and its
 //! GPU work.
 
+pub mod attention_backward;
 pub mod cases;
 pub mod peaks;
 pub mod run;
@@ -194,10 +195,10 @@ pub fn line(row: &Row) -> String {
     let peak = row.peak_fraction.map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f));
     let variant = format!("{} ({})", row.variant, row.choice);
     format!(
-        "{:<12}{:<21}{:<24}{:>10.3}{:>17}{:>7}{:>12.3}{:>9.1}x",
+        "{:<20}{:<21}{:<24}{:>10.3}{:>17}{:>7}{:>12.3}{:>9.1}x",
         row.op, shape, variant, row.gpu_ms, rate, peak, row.host_ms, row.speedup
     )
 }
 
 /// Column titles for [`line()`].
-pub const HEADER: &str = "op          shape                variant                     gpu ms             rate   peak     host ms  host/gpu";
+pub const HEADER: &str = "op                  shape                variant                     gpu ms             rate   peak     host ms  host/gpu";

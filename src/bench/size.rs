@@ -42,6 +42,12 @@ pub fn needs(case: &Case) -> Result<Needs> {
             let (qkv, pattern) = (mul(&[b, h, seq, d])?, mul(&[b, h, seq, seq])?);
             (vec![qkv, qkv, qkv, qkv, qkv, pattern], sum(&[mul(&[qkv, 44])?, mul(&[pattern, 8])?]).ok_or_else(too_big)?)
         }
+        ("attention_backward", &[b, h, seq, d]) => {
+            // q, k, v, d_out, out, dq, dk, dv and the packing scratch; the host reference keeps
+            // the pattern, d pattern and d scores (and temporaries) in float64.
+            let (qkv, pattern) = (mul(&[b, h, seq, d])?, mul(&[b, h, seq, seq])?);
+            (vec![qkv; 12], sum(&[mul(&[qkv, 80])?, mul(&[pattern, 40])?]).ok_or_else(too_big)?)
+        }
         ("transformer", &[batch, seq, layers, d_model]) => transformer(batch, seq, layers, d_model).ok_or_else(too_big)?,
         (_, shape) => {
             let count = mul(shape)?;
