@@ -97,3 +97,8 @@ fn combine(w: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>)
 fn pattern(s: vec4<f32>, lse: vec4<f32>, seen: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(0.0), exp(params.scale * s - lse), seen);
 }
+
+// The scaled score gradient scale p (dp - delta) where `seen`, else 0.
+fn grad_score(p: vec4<f32>, dp: vec4<f32>, delta: vec4<f32>, seen: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), params.scale * p * (dp - delta), seen);
+}

@@ -1,6 +1,6 @@
 // dq of the fused attention backward: an invocation owns 4 queries and walks the keys they see,
-// 4 at a time, in order (as the forward does, 4 queries by 8 keys there). Per block it recomputes
-// the 4 x 4 scores and dO·v, turns them into ds = p (dO·v - delta) and adds scale ds k into the
+// 8 at a time, in order (as the forward does). Per block it recomputes
+// the 4 x 8 scores and dO·v, turns them into ds = p (dO·v - delta) and adds scale ds k into the
 // queries' dq rows.
 //
 // The accumulators live in a scratch buffer, one row of d4 vec4s per query, owned by this
@@ -51,57 +51,105 @@ fn dq(@builtin(workgroup_id) wg: vec3<u32>,
     let last_j = vec4<u32>(params.sk - 1u);
     let kb = b * params.k_b + h * params.k_h;
     let vb = b * params.v_b + h * params.v_h;
-    for (var j0 = params.seg_begin; j0 < min(params.seg_end, seen); j0 += 4u) {
-        // Keys past Sk are clamped for loading; the mask leaves them out.
-        let js = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
-        let kr = kb + min(js, last_j) * params.k_j;
-        let vr = vb + min(js, last_j) * params.v_j;
-        // s_r and dp_r: query r against the 4 keys.
-        var s0 = vec4<f32>(0.0);
-        var s1 = vec4<f32>(0.0);
-        var s2 = vec4<f32>(0.0);
-        var s3 = vec4<f32>(0.0);
+    for (var j0 = params.seg_begin; j0 < min(params.seg_end, seen); j0 += 8u) {
+        // 8 keys a block: lo = j0..j0+3, hi = j0+4..j0+7; keys past Sk are clamped for loading
+        // and masked.
+        let jl = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
+        let jh = jl + vec4<u32>(4u);
+        let kl = kb + min(jl, last_j) * params.k_j;
+        let kh = kb + min(jh, last_j) * params.k_j;
+        let vl = vb + min(jl, last_j) * params.v_j;
+        let vh = vb + min(jh, last_j) * params.v_j;
+        // s and dp of query r against the low and the high 4 keys.
+        var s0l = vec4<f32>(0.0);
+        var s0h = vec4<f32>(0.0);
+        var s1l = vec4<f32>(0.0);
+        var s1h = vec4<f32>(0.0);
+        var s2l = vec4<f32>(0.0);
+        var s2h = vec4<f32>(0.0);
+        var s3l = vec4<f32>(0.0);
+        var s3h = vec4<f32>(0.0);
         for (var c = 0u; c < d4; c++) {
-            let y0 = k[kr.x + c];
-            let y1 = k[kr.y + c];
-            let y2 = k[kr.z + c];
-            let y3 = k[kr.w + c];
-            s0 += dots(q[qr.x + c], y0, y1, y2, y3);
-            s1 += dots(q[qr.y + c], y0, y1, y2, y3);
-            s2 += dots(q[qr.z + c], y0, y1, y2, y3);
-            s3 += dots(q[qr.w + c], y0, y1, y2, y3);
+            let y0 = k[kl.x + c];
+            let y1 = k[kl.y + c];
+            let y2 = k[kl.z + c];
+            let y3 = k[kl.w + c];
+            let y4 = k[kh.x + c];
+            let y5 = k[kh.y + c];
+            let y6 = k[kh.z + c];
+            let y7 = k[kh.w + c];
+            let x0 = q[qr.x + c];
+            let x1 = q[qr.y + c];
+            let x2 = q[qr.z + c];
+            let x3 = q[qr.w + c];
+            s0l += dots(x0, y0, y1, y2, y3);
+            s0h += dots(x0, y4, y5, y6, y7);
+            s1l += dots(x1, y0, y1, y2, y3);
+            s1h += dots(x1, y4, y5, y6, y7);
+            s2l += dots(x2, y0, y1, y2, y3);
+            s2h += dots(x2, y4, y5, y6, y7);
+            s3l += dots(x3, y0, y1, y2, y3);
+            s3h += dots(x3, y4, y5, y6, y7);
         }
-        var dp0 = vec4<f32>(0.0);
-        var dp1 = vec4<f32>(0.0);
-        var dp2 = vec4<f32>(0.0);
-        var dp3 = vec4<f32>(0.0);
+        var d0l = vec4<f32>(0.0);
+        var d0h = vec4<f32>(0.0);
+        var d1l = vec4<f32>(0.0);
+        var d1h = vec4<f32>(0.0);
+        var d2l = vec4<f32>(0.0);
+        var d2h = vec4<f32>(0.0);
+        var d3l = vec4<f32>(0.0);
+        var d3h = vec4<f32>(0.0);
         for (var c = 0u; c < params.dv4; c++) {
-            let y0 = v[vr.x + c];
-            let y1 = v[vr.y + c];
-            let y2 = v[vr.z + c];
-            let y3 = v[vr.w + c];
-            dp0 += dots(gz[zr.x + c], y0, y1, y2, y3);
-            dp1 += dots(gz[zr.y + c], y0, y1, y2, y3);
-            dp2 += dots(gz[zr.z + c], y0, y1, y2, y3);
-            dp3 += dots(gz[zr.w + c], y0, y1, y2, y3);
+            let y0 = v[vl.x + c];
+            let y1 = v[vl.y + c];
+            let y2 = v[vl.z + c];
+            let y3 = v[vl.w + c];
+            let y4 = v[vh.x + c];
+            let y5 = v[vh.y + c];
+            let y6 = v[vh.z + c];
+            let y7 = v[vh.w + c];
+            let z0 = gz[zr.x + c];
+            let z1 = gz[zr.y + c];
+            let z2 = gz[zr.z + c];
+            let z3 = gz[zr.w + c];
+            d0l += dots(z0, y0, y1, y2, y3);
+            d0h += dots(z0, y4, y5, y6, y7);
+            d1l += dots(z1, y0, y1, y2, y3);
+            d1h += dots(z1, y4, y5, y6, y7);
+            d2l += dots(z2, y0, y1, y2, y3);
+            d2h += dots(z2, y4, y5, y6, y7);
+            d3l += dots(z3, y0, y1, y2, y3);
+            d3h += dots(z3, y4, y5, y6, y7);
         }
-        let m0 = js < vec4<u32>(vis.x);
-        let m1 = js < vec4<u32>(vis.y);
-        let m2 = js < vec4<u32>(vis.z);
-        let m3 = js < vec4<u32>(vis.w);
-        let t0 = select(vec4<f32>(0.0), params.scale * pattern(s0, vec4<f32>(lse.x), m0) * (dp0 - delta.x), m0);
-        let t1 = select(vec4<f32>(0.0), params.scale * pattern(s1, vec4<f32>(lse.y), m1) * (dp1 - delta.y), m1);
-        let t2 = select(vec4<f32>(0.0), params.scale * pattern(s2, vec4<f32>(lse.z), m2) * (dp2 - delta.z), m2);
-        let t3 = select(vec4<f32>(0.0), params.scale * pattern(s3, vec4<f32>(lse.w), m3) * (dp3 - delta.w), m3);
+        let m0l = jl < vec4<u32>(vis.x);
+        let m0h = jh < vec4<u32>(vis.x);
+        let m1l = jl < vec4<u32>(vis.y);
+        let m1h = jh < vec4<u32>(vis.y);
+        let m2l = jl < vec4<u32>(vis.z);
+        let m2h = jh < vec4<u32>(vis.z);
+        let m3l = jl < vec4<u32>(vis.w);
+        let m3h = jh < vec4<u32>(vis.w);
+        let t0l = grad_score(pattern(s0l, vec4<f32>(lse.x), m0l), d0l, vec4<f32>(delta.x), m0l);
+        let t0h = grad_score(pattern(s0h, vec4<f32>(lse.x), m0h), d0h, vec4<f32>(delta.x), m0h);
+        let t1l = grad_score(pattern(s1l, vec4<f32>(lse.y), m1l), d1l, vec4<f32>(delta.y), m1l);
+        let t1h = grad_score(pattern(s1h, vec4<f32>(lse.y), m1h), d1h, vec4<f32>(delta.y), m1h);
+        let t2l = grad_score(pattern(s2l, vec4<f32>(lse.z), m2l), d2l, vec4<f32>(delta.z), m2l);
+        let t2h = grad_score(pattern(s2h, vec4<f32>(lse.z), m2h), d2h, vec4<f32>(delta.z), m2h);
+        let t3l = grad_score(pattern(s3l, vec4<f32>(lse.w), m3l), d3l, vec4<f32>(delta.w), m3l);
+        let t3h = grad_score(pattern(s3h, vec4<f32>(lse.w), m3h), d3h, vec4<f32>(delta.w), m3h);
         for (var c = 0u; c < d4; c++) {
-            let y0 = k[kr.x + c];
-            let y1 = k[kr.y + c];
-            let y2 = k[kr.z + c];
-            let y3 = k[kr.w + c];
-            acc[a0 + c] += combine(t0, y0, y1, y2, y3);
-            acc[a1 + c] += combine(t1, y0, y1, y2, y3);
-            acc[a2 + c] += combine(t2, y0, y1, y2, y3);
-            acc[a3 + c] += combine(t3, y0, y1, y2, y3);
+            let y0 = k[kl.x + c];
+            let y1 = k[kl.y + c];
+            let y2 = k[kl.z + c];
+            let y3 = k[kl.w + c];
+            let y4 = k[kh.x + c];
+            let y5 = k[kh.y + c];
+            let y6 = k[kh.z + c];
+            let y7 = k[kh.w + c];
+            acc[a0 + c] += combine(t0l, y0, y1, y2, y3) + combine(t0h, y4, y5, y6, y7);
+            acc[a1 + c] += combine(t1l, y0, y1, y2, y3) + combine(t1h, y4, y5, y6, y7);
+            acc[a2 + c] += combine(t2l, y0, y1, y2, y3) + combine(t2h, y4, y5, y6, y7);
+            acc[a3 + c] += combine(t3l, y0, y1, y2, y3) + combine(t3h, y4, y5, y6, y7);
         }
     }
     if (params.last == 0u) {

@@ -59,6 +59,8 @@ const Q: Shader = backward_shader!("attention_backward_fused_q");
 const WORKGROUP: u64 = 64;
 /// Queries (or keys) an invocation owns.
 const TILE: usize = 4;
+/// Keys (or queries) an invocation takes a step of its walk.
+const BLOCK: usize = 8;
 /// Loop iterations one invocation may spend walking in one dispatch, leaving room under
 /// llvmpipe's 65535 for the clearing and the final writes.
 const LOOP_BUDGET: usize = 32768;
@@ -376,10 +378,11 @@ fn bindable(gpu: &Gpu, t: &GpuTensor, name: &str) -> Result<GpuTensor> {
     Ok(t.clone())
 }
 
-/// `base` once per segment of the walked dimension `0..len`, each a multiple of 4 long and at
-/// most [`LOOP_BUDGET`] loop iterations at `per_block` a block of 4; the last one has `last` set.
+/// `base` once per segment of the walked dimension `0..len`, each a multiple of [`BLOCK`] long
+/// (the kernels walk blocks of 8 from a multiple of 8) and at most [`LOOP_BUDGET`] loop
+/// iterations at `per_block` a block; the last one has `last` set.
 fn segments(base: &Params, len: usize, per_block: usize) -> Result<Vec<Params>> {
-    let step = TILE * (LOOP_BUDGET / per_block).max(1);
+    let step = BLOCK * (LOOP_BUDGET / per_block).max(1);
     let mut out = Vec::new();
     let mut begin = 0;
     loop {
