@@ -1,4 +1,5 @@
-//! Criterion bench of `attention` at the shapes of `shaderlens bench attention` (see benches/common).
+//! Criterion bench of `attention` and of its fused backward `attention_backward` at the shapes of
+//! `shaderlens bench attention` and `shaderlens bench attention_backward` (see benches/common).
 
 mod common;
 
@@ -6,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 fn attention(c: &mut Criterion) {
     common::bench_op(c, "attention");
+    common::bench_op(c, "attention_backward");
 }
 
 criterion_group!(benches, attention);
