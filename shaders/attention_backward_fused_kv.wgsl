@@ -18,26 +18,27 @@
 @group(0) @binding(7) var<storage, read_write> gk: array<f32>;
 @group(0) @binding(8) var<storage, read_write> gv: array<f32>;
 
-// Write accumulator row `a` (d4, or dv4, vec4s) to the strided dk (dv) row at `base`, padding left out.
+// Write accumulator row `a` (d4, or dv4, vec4s) to the strided dk (dv) row at `base`, padding left
+// out (unrolled: every loop iteration counts against llvmpipe's 65535).
 fn write_k(a: u32, base: u32) {
     for (var c = 0u; c < params.d4; c++) {
         let x = acc[a + c];
-        for (var e = 0u; e < 4u; e++) {
-            if (c * 4u + e < params.d) {
-                gk[base + c * 4u + e] = x[e];
-            }
-        }
+        let col = c * 4u;
+        if (col < params.d) { gk[base + col] = x.x; }
+        if (col + 1u < params.d) { gk[base + col + 1u] = x.y; }
+        if (col + 2u < params.d) { gk[base + col + 2u] = x.z; }
+        if (col + 3u < params.d) { gk[base + col + 3u] = x.w; }
     }
 }
 
 fn write_v(a: u32, base: u32) {
     for (var c = 0u; c < params.dv4; c++) {
         let x = acc[a + c];
-        for (var e = 0u; e < 4u; e++) {
-            if (c * 4u + e < params.dv) {
-                gv[base + c * 4u + e] = x[e];
-            }
-        }
+        let col = c * 4u;
+        if (col < params.dv) { gv[base + col] = x.x; }
+        if (col + 1u < params.dv) { gv[base + col + 1u] = x.y; }
+        if (col + 2u < params.dv) { gv[base + col + 2u] = x.z; }
+        if (col + 3u < params.dv) { gv[base + col + 3u] = x.w; }
     }
 }
 

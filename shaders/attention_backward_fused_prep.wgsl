@@ -8,14 +8,14 @@
 @group(0) @binding(3) var<storage, read> stats: array<vec4<f32>>;   // per tile: m, l
 @group(0) @binding(4) var<storage, read_write> info: array<vec4<f32>>;
 
-// Out's 4 floats from column c0 of the row at `base`, 0 past Dv.
+// Out's 4 floats from column c0 of the row at `base`, 0 past Dv (unrolled: every loop iteration
+// counts against llvmpipe's 65535).
 fn out4(base: u32, c0: u32) -> vec4<f32> {
     var x = vec4<f32>(0.0);
-    for (var c = 0u; c < 4u; c++) {
-        if (c0 + c < params.dv) {
-            x[c] = out[base + c0 + c];
-        }
-    }
+    if (c0 < params.dv) { x.x = out[base + c0]; }
+    if (c0 + 1u < params.dv) { x.y = out[base + c0 + 1u]; }
+    if (c0 + 2u < params.dv) { x.z = out[base + c0 + 2u]; }
+    if (c0 + 3u < params.dv) { x.w = out[base + c0 + 3u]; }
     return x;
 }
 

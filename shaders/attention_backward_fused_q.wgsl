@@ -164,11 +164,11 @@ fn dq(@builtin(workgroup_id) wg: vec3<u32>,
         let a = a0 + r * d4;
         for (var c = 0u; c < d4; c++) {
             let x = acc[a + c];
-            for (var e = 0u; e < 4u; e++) {
-                if (c * 4u + e < params.d) {
-                    gq[base + c * 4u + e] = x[e];
-                }
-            }
+            let col = c * 4u;
+            if (col < params.d) { gq[base + col] = x.x; }
+            if (col + 1u < params.d) { gq[base + col + 1u] = x.y; }
+            if (col + 2u < params.d) { gq[base + col + 2u] = x.z; }
+            if (col + 3u < params.d) { gq[base + col + 3u] = x.w; }
         }
     }
 }

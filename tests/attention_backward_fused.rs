@@ -135,7 +135,7 @@ fn peaky_logits() {
 #[test]
 fn long_rows_take_several_segments() {
     // Sk in the thousands with small B·H; at head size 256 both walks (queries for dk/dv, keys for
-    // dq) are split into several dispatches (every 1016 queries, 1352 keys).
+    // dq) are split into several dispatches (every 992 queries, 1344 keys).
     check(&inputs(1, 1, 1500, 1500, 256, 256, 0.5, 13), true, 1.0 / 16.0, "sq=sk=1500 d256 causal");
     check(&inputs(1, 2, 6, 3000, 16, 16, 1.0, 14), false, 0.25, "sq6 sk3000");
     check(&inputs(1, 1, 2048, 2048, 64, 64, 1.0, 15), true, 0.125, "sq=sk=2048 causal");
@@ -227,6 +227,11 @@ fn bad_inputs_are_refused_by_name() {
     let grads = Grads { dq: &dq, dk: &dk, dv: &dv };
     let e = backward_fused::record_into(&gpu, &mut encoder, Saved { row_stats: &bad, ..saved }, &tz, true, 0.5, grads).unwrap_err();
     assert!(e.to_string().contains("row_stats is"), "{e}");
+    // Head sizes whose loops one invocation cannot finish on a CPU driver.
+    let wide = |n, seed| uniform(&[1, 1, 2, n], seed, -1.0, 1.0);
+    let (wq, wk, wv, wz) = (wide(30000, 23), wide(30000, 24), wide(1, 25), wide(1, 26));
+    let e = backward_fused::run(&gpu, [wq.view(), wk.view(), wv.view()], wz.view(), true, 0.5).unwrap_err();
+    assert!(e.to_string().contains("D 30000 and Dv 1 are too large"), "{e}");
     // A gradient of the wrong shape.
     let e = backward_fused::record_into(&gpu, &mut encoder, saved, &tz, true, 0.5, Grads { dk: &dv, ..grads }).unwrap_err();
     assert!(e.to_string().contains("dk is"), "{e}");
