@@ -6,10 +6,10 @@
 //! Three kernels (see `shaders/attention_backward_fused_common.wgsl` for the math):
 //! - `attention_backward_fused_prep`: each query's log-sum-exp from the row statistics and
 //!   `delta = dO · O`;
-//! - `attention_backward_fused_kv`: 4 keys an invocation, walking the queries that see them,
-//!   accumulating dk and dv;
-//! - `attention_backward_fused_q`: 4 queries an invocation, walking the keys they see,
-//!   accumulating dq.
+//! - `attention_backward_fused_kv`: 4 keys an invocation, walking the queries that see them 8 at
+//!   a time, accumulating dk and dv;
+//! - `attention_backward_fused_q`: 4 queries an invocation, walking the keys they see 8 at a
+//!   time, accumulating dq.
 //!
 //! Every sum has one owner and a fixed order (no float atomics), so two runs give the same bits.
 //! The walks are dispatched in segments (lavapipe and llvmpipe stop an invocation after 65535
@@ -28,6 +28,10 @@
 //! backward: record_bshd_into(gpu, enc, Saved { q, k, v, out: z, row_stats: stats }, dz,
 //!                            causal, scale, Grads { dq, dk, dv })              // all [B,S,H,dh]
 //! ```
+//!
+//! (`block.rs` can equally keep the statistics by setting `row_stats: Some(stats)` in the
+//! `Problem` it already builds.) `out` must be what the attention itself wrote, z before any
+//! `hook_z` intervention, because `delta = dO · O` stands for `Σ_j p_ij dO_i · v_j`.
 //!
 //! Shapes and layouts are checked here; the dispatch lives in `backward_fused/dispatch.rs`.
 
