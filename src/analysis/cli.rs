@@ -1,0 +1,1 @@
+//! `shaderlens patch` (placeholder, filled below).
