@@ -48,7 +48,7 @@ fn every_act_patch_fixture_passes_verify() {
     }
 }
 
-/// Chunks of 1 (one forward per patch), 3 (a short last chunk) and the default all agree, for
+/// Chunks of 1 (one forward per patch), 4 (resid_pre: 4 + a padded 2) and the default all agree, for
 /// every sweep, with a batch of two prompt pairs.
 #[test]
 fn batched_sweeps_equal_one_forward_per_patch() {
@@ -57,7 +57,7 @@ fn batched_sweeps_equal_one_forward_per_patch() {
     let model = Model::load(&gpu, config, &weights).unwrap();
     let sweeps = Sweep::ALL.to_vec();
     let one = patch_gpu::act_patch(&gpu, &model, &prompts, &sweeps, &Batching::one_per_patch()).unwrap();
-    for batching in [Batching { max_copies: 3, ..Batching::default() }, Batching::default()] {
+    for batching in [Batching { max_copies: 4, ..Batching::default() }, Batching::default()] {
         let many = patch_gpu::act_patch(&gpu, &model, &prompts, &sweeps, &batching).unwrap();
         for ((sweep, a), b) in sweeps.iter().zip(&one).zip(&many) {
             let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
