@@ -25,7 +25,7 @@ fn root() -> &'static Path {
 }
 
 /// The config, float32 weights and prompts of a committed analysis fixture.
-fn case(path: &Path) -> (Config, Weights<ArrayD<f32>>, Prompts, Fixture) {
+fn case_of(path: &Path) -> (Config, Weights<ArrayD<f32>>, Prompts, Fixture) {
     let config = Config::from_file(&path.with_extension("json")).unwrap();
     let fixture = Fixture::open(path).unwrap();
     let weights = Weights::build(&config, |name, _| fixture.input(name)).unwrap();
@@ -53,7 +53,7 @@ fn every_act_patch_fixture_passes_verify() {
 #[test]
 fn batched_sweeps_equal_one_forward_per_patch() {
     let gpu = common::gpu();
-    let (config, weights, prompts, _) = case(&root().join("fixtures/act_patch/ln_gelu.npz"));
+    let (config, weights, prompts, _) = case_of(&root().join("fixtures/act_patch/ln_gelu.npz"));
     let model = Model::load(&gpu, config, &weights).unwrap();
     let sweeps = Sweep::ALL.to_vec();
     let one = patch_gpu::act_patch(&gpu, &model, &prompts, &sweeps, &Batching::one_per_patch()).unwrap();
@@ -77,7 +77,7 @@ fn attribution_reference_matches_transformer_lens() {
     let dir = root().join("tests/data/analysis/attribution");
     let mut cases = 0;
     for path in verify::collect(&[dir]).into_iter().map(|e| e.unwrap()) {
-        let (config, weights, prompts, fixture) = case(&path);
+        let (config, weights, prompts, fixture) = case_of(&path);
         let got = attribution::reference(&config, &wide(&config, &weights), &prompts, &Names::All).unwrap();
         let keys: Vec<&str> = fixture.names().filter(|k| k.starts_with("attr.")).collect();
         assert_eq!(keys.len(), got.len(), "{}: one attr.<hook> per default hook", path.display());
@@ -106,7 +106,7 @@ fn attribution_reference_matches_transformer_lens() {
 #[test]
 fn identical_prompts_give_a_flat_sweep() {
     let gpu = common::gpu();
-    let (config, weights, mut prompts, _) = case(&root().join("fixtures/act_patch/attn_only.npz"));
+    let (config, weights, mut prompts, _) = case_of(&root().join("fixtures/act_patch/attn_only.npz"));
     prompts.corrupt = prompts.clean.clone();
     let (clean, corrupt) = patch_ref::baselines(&config, &wide(&config, &weights), &prompts).unwrap();
     assert_eq!(clean, corrupt);
@@ -121,7 +121,7 @@ fn identical_prompts_give_a_flat_sweep() {
 #[test]
 fn bad_prompts_and_sweeps_are_refused_by_name() {
     let gpu = common::gpu();
-    let (config, weights, prompts, _) = case(&root().join("fixtures/act_patch/attn_only.npz"));
+    let (config, weights, prompts, _) = case_of(&root().join("fixtures/act_patch/attn_only.npz"));
     let model = Model::load(&gpu, config.clone(), &weights).unwrap();
     let run = |p: &Prompts, sweeps: &[Sweep]| patch_gpu::act_patch(&gpu, &model, p, sweeps, &Batching::default()).unwrap_err().to_string();
     let mut p = prompts.clone();
@@ -196,4 +196,25 @@ fn the_patch_command_writes_the_sweeps_transformer_lens_computes() {
     let clash = shaderlens(&["patch", "--model", &s(&m), "--weights", &s(&w), "--prompts", &s(&p), "--out", &s(&p)]);
     assert_eq!(clash.status.code(), Some(2));
     assert_eq!(std::fs::read(&p).unwrap(), before, "the prompts file was not overwritten");
+}
+
+/// Node scores are the per-head and per-MLP sums of the attribution arrays per batch row, as
+/// TransformerLens's arrays give them; an attention-only model has no MLP scores.
+#[test]
+fn node_scores_sum_the_attribution_per_head_and_mlp() {
+    for (case, has_mlp) in [("ln_gelu", true), ("attn_only", false)] {
+        let path = root().join(format!("tests/data/analysis/attribution/{case}.npz"));
+        let (config, weights, prompts, fixture) = case_of(&path);
+        let attr = attribution::reference(&config, &wide(&config, &weights), &prompts, &Names::All).unwrap();
+        let (heads, mlps) = attribution::node_scores(&config, &attr).unwrap();
+        let batch = prompts.clean.shape()[0] as f64;
+        let z1 = fixture.expected("attr.blocks.1.attn.hook_z").unwrap();
+        let want: f64 = z1.index_axis(ndarray::Axis(2), 1).sum() / batch;
+        assert!((heads[[1, 1]] - want).abs() <= 1e-6 + 1e-4 * want.abs(), "{case}: {} vs {want}", heads[[1, 1]]);
+        assert_eq!(mlps.is_some(), has_mlp, "{case}");
+        if let Some(m) = mlps {
+            let want = fixture.expected("attr.blocks.0.hook_mlp_out").unwrap().sum() / batch;
+            assert!((m[[0]] - want).abs() <= 1e-6 + 1e-4 * want.abs(), "{case}: {} vs {want}", m[[0]]);
+        }
+    }
 }

@@ -52,3 +52,30 @@ pub fn reference(config: &Config, weights: &Weights<ArrayD<f64>>, prompts: &Prom
     let grads = metric_grad(config, weights, prompts.corrupt.view(), |logits| summed_logit_diff_grad(logits, &pairs), names, &[])?;
     attribution(&clean.cache, &corrupt.cache, &grads.cache)
 }
+
+/// Node scores from an attribution cache: per head, the estimate of patching its `hook_z` at every
+/// position (\[n_layers, n_heads\], comparable to the `z_all_pos` sweep minus the corrupt metric),
+/// and per MLP, of patching `hook_mlp_out` everywhere (\[n_layers\]; `None` for attention-only
+/// models). Sums over rows and positions, divided by the batch size (the sweeps report the batch
+/// mean, attribution differentiates the batch sum).
+pub fn node_scores(config: &Config, attr: &Cache<ArrayD<f64>>) -> Result<(ArrayD<f64>, Option<ArrayD<f64>>)> {
+    let get = |name: String| attr.get(&name).ok_or_else(|| Error::Input(format!("node scores need the attribution of {name}")));
+    let mut heads = ArrayD::<f64>::zeros(ndarray::IxDyn(&[config.n_layers, config.n_heads]));
+    let mut mlps = config.mlp().map(|_| ArrayD::<f64>::zeros(ndarray::IxDyn(&[config.n_layers])));
+    for l in 0..config.n_layers {
+        let z = get(format!("blocks.{l}.attn.hook_z"))?;
+        let &[batch, _, h] = z.shape() else {
+            return Err(Error::Shape(format!("attribution of blocks.{l}.attn.hook_z is {} but must be [B, S, n_heads]", fmt_shape(z.shape()))));
+        };
+        if h != config.n_heads || batch == 0 {
+            return Err(Error::Shape(format!("attribution of blocks.{l}.attn.hook_z is {} for {} heads", fmt_shape(z.shape()), config.n_heads)));
+        }
+        for head in 0..h {
+            heads[[l, head]] = z.index_axis(Axis(2), head).sum() / batch as f64;
+        }
+        if let Some(m) = mlps.as_mut() {
+            m[[l]] = get(format!("blocks.{l}.hook_mlp_out"))?.sum() / batch as f64;
+        }
+    }
+    Ok((heads, mlps))
+}
