@@ -3,6 +3,7 @@
 //! checks both. The README follows (its examples are compiled as doc tests).
 #![doc = include_str!("../README.md")]
 
+pub mod analysis;
 pub mod bench;
 pub mod error;
 pub mod games;

@@ -2,7 +2,8 @@
 //! kernels (SPEC's contract, exit codes 0/1/2); `run` runs a TransformerLens-format model on
 //! tokens and writes its logits, activations and attention patterns; `bench` times every op on the
 //! adapter next to the host reference (the logic is in `shaderlens::bench`); `games` writes the
-//! data sets of the games models train on (the logic is in `shaderlens::games::cli`).
+//! data sets of the games models train on (the logic is in `shaderlens::games::cli`); `patch` runs
+//! activation-patching sweeps on prompt pairs (`shaderlens::analysis::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +88,32 @@ enum Command {
         #[arg(long)]
         pattern_png: Option<PathBuf>,
     },
+    /// Activation-patching sweeps (SPEC's Analysis) on prompt pairs, batched on the GPU: write
+    /// them to an npz and print where each is strongest.
+    ///
+    /// Exit codes: 0 written; 2 a file could not be read or written, the model or the prompts
+    /// were refused, or no adapter could be had.
+    Patch {
+        /// The model's config JSON (TransformerLens field names).
+        #[arg(long)]
+        model: PathBuf,
+        /// The weights npz (float32, TransformerLens state-dict names).
+        #[arg(long)]
+        weights: PathBuf,
+        /// An npz of clean, corrupt (int64 [B, S]), answer and wrong (int64 [B]).
+        #[arg(long)]
+        prompts: PathBuf,
+        /// Where to write the npz (patch.<sweep>, clean_metric, corrupt_metric, the prompts).
+        #[arg(long)]
+        out: PathBuf,
+        /// Sweeps by key (resid_pre, attn_out, mlp_out, z_all_pos, z_by_pos, q_all_pos,
+        /// k_all_pos, v_all_pos, pattern_all_pos) or `all`; default SPEC's four.
+        #[arg(long = "sweep", num_args = 1..)]
+        sweeps: Vec<String>,
+        /// One forward pass per patch instead of many per submission (for comparison).
+        #[arg(long)]
+        one_per_patch: bool,
+    },
     /// Write a data set of a game (SPEC's Games): random Othello games, or modular arithmetic.
     ///
     /// Exit codes: 0 written; 2 the arguments were refused or the file could not be written.
@@ -120,6 +147,10 @@ fn main() -> ExitCode {
         }
         Command::Run { model, weights, tokens, out, cache, pattern_png } => {
             run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
+        }
+        Command::Patch { model, weights, prompts, out, sweeps, one_per_patch } => {
+            let args = shaderlens::analysis::cli::PatchArgs { model, weights, prompts, out, sweeps, one_per_patch };
+            report("patch", Gpu::new().and_then(|gpu| shaderlens::analysis::cli::run(&gpu, &args)))
         }
         Command::Games { game } => shaderlens::games::cli::main(game),
     }
@@ -188,6 +219,20 @@ fn run_model(args: &RunArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("run: {}", say(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a command's summary (exit 0) or its error (exit 2).
+fn report(command: &str, result: shaderlens::Result<String>) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{command}: {}", say(&e));
             ExitCode::from(2)
         }
     }

@@ -41,7 +41,7 @@ use crate::transformer::Config;
 /// The result of a float64 backward pass.
 #[derive(Clone, Debug)]
 pub struct TransformerGrad {
-    /// The mean cross-entropy over the counted positions.
+    /// The mean cross-entropy over the counted positions (for [`metric_grad`], the metric).
     pub loss: f64,
     /// The forward's logits \[B, S, d_vocab_out\].
     pub logits: ArrayD<f64>,
@@ -61,22 +61,42 @@ pub fn transformer_grad(
     names: &Names,
     interventions: &[Intervention],
 ) -> Result<TransformerGrad> {
+    let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
+    // Targets first: a bad one is refused before any work.
+    super::loss::check_targets(&[batch, seq, config.d_vocab_out], targets.view())?;
+    metric_grad(config, weights, tokens, |logits| {
+        let ce = cross_entropy(logits.view(), targets)?;
+        Ok((ce.loss, ce.grad))
+    }, names, interventions)
+}
+
+/// The backward pass from any scalar metric of the logits: `seed` gets the forward's logits
+/// \[B, S, d_vocab_out\] and returns the metric and d metric / d logits (of the logits' shape);
+/// the result's `loss` is that metric. [`transformer_grad`] is this with the cross-entropy.
+/// Attribution patching ([`crate::analysis`]) seeds it with the logit difference's gradient.
+pub fn metric_grad(
+    config: &Config,
+    weights: &Weights<ArrayD<f64>>,
+    tokens: ArrayViewD<'_, i64>,
+    seed: impl FnOnce(&ArrayD<f64>) -> Result<(f64, ArrayD<f64>)>,
+    names: &Names,
+    interventions: &[Intervention],
+) -> Result<TransformerGrad> {
     // The backward walk below follows the plain model (scale 1/sqrt(d_head), causal, sequential
     // blocks): a config that changes any of these is refused by name, never answered wrongly.
     config.refuse_variants("the backward pass")?;
     names.check(config)?;
     let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
-    // Targets first: a bad one is refused before any work.
-    super::loss::check_targets(&[batch, seq, config.d_vocab_out], targets.view())?;
     let run = forward(config, weights, tokens.view(), &Names::All, interventions)?;
-    let ce = cross_entropy(run.logits.view(), targets)?;
+    let (metric, d_logits) = seed(&run.logits)?;
+    super::same_shape("the metric's d/d logits", d_logits.shape(), run.logits.shape())?;
     let mut walk = Walk {
         config,
         acts: run.cache,
         tape: Tape { hooks: hooks(config, batch, seq), names, interventions, grads: Vec::new() },
         grads: BTreeMap::new(),
     };
-    let g = walk.tape.hook("unembed.hook_out", ce.grad)?;
+    let g = walk.tape.hook("unembed.hook_out", d_logits)?;
     let lin = linear_backward(walk.act("unembed.hook_in")?.view(), weights.w_u.view(), g.view())?;
     walk.grads.insert("unembed.W_U".into(), lin.dw);
     walk.grads.insert("unembed.b_U".into(), lin.db);
@@ -124,7 +144,7 @@ pub fn transformer_grad(
     let grads = Weights::build(config, |name, _| {
         grads.remove(name).ok_or_else(|| Error::Input(format!("the backward produced no gradient for {name}")))
     })?;
-    Ok(TransformerGrad { loss: ce.loss, logits: run.logits, grads, cache: walk.tape.into_cache() })
+    Ok(TransformerGrad { loss: metric, logits: run.logits, grads, cache: walk.tape.into_cache() })
 }
 
 /// The state of one backward walk.

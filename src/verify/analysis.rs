@@ -1,0 +1,96 @@
+//! `verify` for SPEC's `act_patch` fixtures: a model (`<case>.json` + weights in `<case>.npz`),
+//! prompt pairs `clean` / `corrupt` with `answer` / `wrong`, and expected sweeps `patch.<sweep>`.
+//! Each sweep the fixture holds runs batched on the GPU ([`crate::analysis::patch_gpu`]) and in
+//! the float64 reference ([`crate::analysis::patch_ref`]), compared under SPEC's tolerance. A
+//! `patch.*` key that names no sweep shaderlens has (or one the model lacks) fails the fixture,
+//! naming the key. `attribution` is not checked here yet: its GPU side needs the GPU backward.
+
+use ndarray::ArrayD;
+
+use crate::analysis::{patch_gpu, patch_ref, Prompts, Sweep};
+use crate::compare::{Comparison, Outcome, ATTENTION};
+use crate::error::{fmt_shape, Error, Result};
+use crate::fixture::Fixture;
+use crate::gpu::Gpu;
+use crate::transformer::{Config, Model, Weights};
+
+/// Reads a fixture's model config (`<case>.json` beside the npz).
+pub(crate) fn config_beside(fixture: &Fixture) -> Result<Config> {
+    let json = fixture.path.with_extension("json");
+    if !json.is_file() {
+        return Err(Error::Input(format!(
+            "missing model config {}: an {} fixture is <case>.npz with <case>.json beside it",
+            json.display(),
+            fixture.op
+        )));
+    }
+    Config::from_file(&json)
+}
+
+/// The model's float32 weights by state-dict name (the fixture's other arrays are its prompts and
+/// expected results, which [`Weights::from_fixture`] would refuse as strangers to a model file).
+pub(crate) fn weights(config: &Config, fixture: &Fixture) -> Result<Weights<ArrayD<f32>>> {
+    // A config claiming far more layers than the file could hold is refused before any table of
+    // names is built for it.
+    if config.n_layers > fixture.names().count() / 4 {
+        return Err(Error::Input(format!(
+            "the config says n_layers {} but the fixture holds only {} arrays: the config and the weights disagree",
+            config.n_layers,
+            fixture.names().count()
+        )));
+    }
+    Weights::build(config, |name, shape| {
+        let a = fixture.input(name)?;
+        if a.shape() != shape {
+            return Err(Error::Shape(format!("weight {name} is {} but this config needs {}", fmt_shape(a.shape()), fmt_shape(shape))));
+        }
+        Ok(a)
+    })
+}
+
+/// Reads `clean`, `corrupt`, `answer` and `wrong` and checks them against `config`.
+pub(crate) fn prompts(config: &Config, fixture: &Fixture) -> Result<Prompts> {
+    let [clean, corrupt, answer, wrong] = ["clean", "corrupt", "answer", "wrong"].map(|k| fixture.int_array(k));
+    let prompts = Prompts { clean: clean?, corrupt: corrupt?, answer: answer?, wrong: wrong? };
+    prompts.check(config)?;
+    Ok(prompts)
+}
+
+/// Checks one `act_patch` fixture.
+pub(crate) fn check_act_patch(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let config = config_beside(fixture)?;
+    let weights = weights(&config, fixture)?;
+    let prompts = prompts(&config, fixture)?;
+    let seq = prompts.clean.shape()[1];
+    let mut expected: Vec<(Sweep, String, ArrayD<f64>)> = Vec::new();
+    let mut unknown = Vec::new();
+    for key in fixture.names().filter(|k| k.starts_with("patch.")) {
+        match Sweep::from_key(&key["patch.".len()..]).ok().filter(|s| s.available(&config)) {
+            Some(s) => expected.push((s, key.to_string(), fixture.expected_shaped(key, &s.shape(&config, seq))?)),
+            None => unknown.push(key.to_string()),
+        }
+    }
+    if expected.is_empty() && unknown.is_empty() {
+        return Err(Error::Input("an act_patch fixture needs at least one patch.<sweep> array".into()));
+    }
+    let sweeps: Vec<Sweep> = expected.iter().map(|(s, ..)| *s).collect();
+    let weights64 = weights.try_map(&config, |_, a| Ok(a.mapv(f64::from)))?;
+    let host = patch_ref::act_patch(&config, &weights64, &prompts, &sweeps)?;
+    let problem = (!unknown.is_empty()).then(|| {
+        format!("{} cannot be produced: not a sweep shaderlens has for this model (known: {})", unknown.join(", "), known(&config))
+    });
+    let model = Model::load(gpu, config, &weights)?;
+    let on_gpu = patch_gpu::act_patch(gpu, &model, &prompts, &sweeps, &patch_gpu::Batching::default())?;
+    let mut gpu_cmp = Comparison::new();
+    let mut ref_cmp = Comparison::new();
+    for (((_, key, want), got_gpu), got_ref) in expected.iter().zip(&on_gpu).zip(&host) {
+        let allowed = ATTENTION.allowed(&want.view());
+        gpu_cmp.add(key, &got_gpu.view(), &want.view(), &allowed.view())?;
+        ref_cmp.add(key, &got_ref.view(), &want.view(), &allowed.view())?;
+    }
+    Ok(Outcome { gpu: gpu_cmp, reference: ref_cmp, problem })
+}
+
+fn known(config: &Config) -> String {
+    Sweep::ALL.iter().filter(|s| s.available(config)).map(|s| format!("patch.{}", s.key())).collect::<Vec<_>>().join(", ")
+}
