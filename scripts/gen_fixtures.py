@@ -804,9 +804,20 @@ def main():
             os.makedirs(os.path.dirname(path), exist_ok=True)
             writer(path)
             manifest.append((rel, status, why))
-        with open(os.path.join(args.bad, "MANIFEST.tsv"), "w") as f:
+        # Other generators (transformer, transformer_grad, act_patch, ...) list their own cases in the
+        # same manifest: keep their rows, replace only the ops written here.
+        manifest_path = os.path.join(args.bad, "MANIFEST.tsv")
+        ours = {rel.split("/")[0] for rel, _, _ in manifest}
+        kept = []
+        if os.path.exists(manifest_path):
+            with open(manifest_path) as f:
+                for line in f.read().splitlines()[1:]:
+                    row = tuple(line.split("\t"))
+                    if row and row[0].split("/")[0] not in ours:
+                        kept.append(row)
+        with open(manifest_path, "w") as f:
             f.write("path\texpected_status\twhy\n")
-            for row in manifest:
+            for row in manifest + kept:
                 f.write("\t".join(row) + "\n")
         print(f"{len(manifest)} adversarial fixtures in {args.bad}")
         check_bad(args.bad, manifest)
