@@ -69,6 +69,7 @@ pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
 
 /// Records `entry` of `shader` over `invocations` invocations in workgroups of `workgroup`
 /// (nothing for none).
+#[allow(clippy::too_many_arguments)]
 fn launch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
@@ -120,7 +121,7 @@ fn distinct(what: &str, a: &GpuTensor, b: &GpuTensor) -> Result<()> {
 /// Rows and row length of a tensor \[..., n\] (a 0-d tensor is one row of one).
 fn rows_of(t: &GpuTensor) -> (usize, usize) {
     let n = t.shape().last().copied().unwrap_or(1);
-    (if n == 0 { 0 } else { t.len() / n }, n)
+    (t.len().checked_div(n).unwrap_or(0), n)
 }
 
 /// Errors when a row of `n` is longer than one invocation may walk `passes` times on llvmpipe

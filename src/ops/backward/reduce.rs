@@ -24,7 +24,7 @@ pub fn column_sums(
     accumulate: bool,
 ) -> Result<()> {
     let cols = out.len();
-    if cols == 0 || x.len() % cols != 0 || y.is_some_and(|y| y.shape() != x.shape()) {
+    if cols == 0 || !x.len().is_multiple_of(cols) || y.is_some_and(|y| y.shape() != x.shape()) {
         return Err(Error::Shape(format!(
             "column sums of {}{} into {}",
             fmt_shape(x.shape()),
