@@ -9,6 +9,7 @@
 //! and nothing else (the adapter line and the closing line go to stderr), so it can be piped.
 
 pub mod checks;
+mod grad;
 mod transformer;
 
 use std::collections::HashSet;
