@@ -39,3 +39,23 @@ fn softmax_backward(@builtin(workgroup_id) wg: vec3<u32>,
         dx[base + j] = y[base + j] * (dy[base + j] - dot);
     }
 }
+
+// causal_mask: dx = y with the keys a causal mask hides set to 0 (query i = row % params.a of
+// params.a queries sees keys j <= i + cols - params.a, SPEC's bottom-right alignment), one
+// invocation per row: what the forward's pattern @ v used when an intervention wrote there.
+@compute @workgroup_size(64)
+fn causal_mask(@builtin(workgroup_id) wg: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    _ = arrayLength(&dy); // bound (bindings are consecutive) but unused
+    let row = (wg.y * nwg.x + wg.x) * WG + li;
+    if (row >= params.rows) {
+        return;
+    }
+    let n = params.cols;
+    let base = row * n;
+    let i = row % params.a;
+    for (var j = 0u; j < n; j++) {
+        dx[base + j] = select(y[base + j], 0.0, j + params.a > i + n);
+    }
+}

@@ -224,6 +224,23 @@ fn embedding_backward_is_ordered_and_exact() {
 }
 
 #[test]
+fn causal_mask_zeroes_hidden_keys_bottom_right() {
+    let gpu = common::gpu();
+    for (sq, sk) in [(1, 1), (3, 3), (2, 5), (5, 5)] {
+        let p = array(&[2, sq, sk], normals((sq * sk) as u64, 2 * sq * sk));
+        let mut want = p.mapv(f64::from);
+        for ((_, i, j), v) in want.view_mut().into_dimensionality::<ndarray::Ix3>().expect("3-D").indexed_iter_mut() {
+            if j > i + (sk - sq) {
+                *v = 0.0;
+            }
+        }
+        let (pt, out) = (up(&gpu, &p), empty(&gpu, &[2, sq, sk]));
+        let got = run(&gpu, &[&out], |e| rows::causal_mask(&gpu, e, &pt, &out));
+        common::assert_close(&got[0], &want, 0.0, 0.0, &format!("causal mask {sq}x{sk}"));
+    }
+}
+
+#[test]
 fn swap_axes_permutes_and_scales() {
     let gpu = common::gpu();
     let dims = [2, 3, 4, 5];

@@ -147,7 +147,7 @@ impl Walk<'_> {
         let mid = self.act(&format!("{p}.hook_resid_mid"))?;
         let ln2 = model.weights.blocks[l].ln2.as_ref().zip(params.blocks[l].ln2.as_ref());
         let x = self.ln_output(encoder, &format!("{p}.ln2"), &mid, ln2.map(|(w, _)| w))?;
-        let d_x = self.scratch("d ln out", &mid.shape().to_vec())?;
+        let d_x = self.scratch("d ln out", mid.shape())?;
         self.linear(encoder, &x, &mlp.w_in, &d_pre, &grads.w_in, &grads.b_in, Some((&d_x, false)))?;
         self.layer_norm(encoder, &format!("{p}.ln2"), &mid, ln2, &d_x, None, g, true)
     }
@@ -256,13 +256,23 @@ impl Walk<'_> {
         let v_h = heads_first(self, encoder, &self.act(&format!("{p}.attn.hook_v"))?, "v heads")?;
         let pattern_name = format!("{p}.attn.hook_pattern");
         let pattern = self.act(&pattern_name)?;
+        // pattern @ v masks by index in the forward: an intervention's writes to hidden keys count
+        // for nothing there, so they must not here.
+        let intervened = self.tape.intervened(&pattern_name);
+        let used = if intervened && config.causal {
+            let t = self.scratch("pattern used", &[b, h, s, s])?;
+            rows::causal_mask(gpu, encoder, &pattern, &t)?;
+            t
+        } else {
+            pattern.clone()
+        };
         let dv_h = self.scratch("dv heads", &bhsd)?;
-        record_gemm(gpu, encoder, &pattern, &dz_h, &dv_h, &Gemm { transpose_a: true, ..Gemm::default() })?;
+        record_gemm(gpu, encoder, &used, &dz_h, &dv_h, &Gemm { transpose_a: true, ..Gemm::default() })?;
         let dp = self.scratch("d pattern", &[b, h, s, s])?;
         record_gemm(gpu, encoder, &dz_h, &v_h, &dp, &Gemm { transpose_b: true, ..Gemm::default() })?;
         self.hook(encoder, &pattern_name, &dp)?;
         // The pattern before hook_pattern's interventions: the softmax of the scores it saw.
-        let before = if self.tape.intervened(&pattern_name) {
+        let before = if intervened {
             let scores = self.act(&format!("{p}.attn.hook_attn_scores"))?;
             let t = self.scratch("pattern before", &[b, h, s, s])?;
             crate::ops::softmax::record_into(gpu, encoder, &scores, &t)?;

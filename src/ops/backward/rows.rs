@@ -21,6 +21,23 @@ pub fn softmax_backward(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, y: &GpuTe
     launch(gpu, encoder, SOFTMAX, "softmax_backward", params, &[y.buffer(), dy.buffer(), dx.buffer()], rows as u64, 64)
 }
 
+/// Records `out` = `pattern` \[..., Sq, Sk\] with the keys SPEC's causal mask hides set to 0
+/// (what the forward's `pattern @ v` reads after an intervention wrote the pattern).
+pub fn causal_mask(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, pattern: &GpuTensor, out: &GpuTensor) -> Result<()> {
+    same_shape("causal mask", &[("pattern", pattern), ("out", out)])?;
+    distinct("causal mask", pattern, out)?;
+    let &[.., sq, sk] = pattern.shape() else {
+        return Err(Error::Shape(format!("causal mask: the pattern is {} but must be [..., Sq, Sk]", fmt_shape(pattern.shape()))));
+    };
+    if sq > sk {
+        return Err(Error::Shape(format!("causal mask: {sq} queries for {sk} keys")));
+    }
+    let (rows, n) = rows_of(pattern);
+    check_row("causal mask", n, 1)?;
+    let params = Params { rows: count(rows, "causal mask rows")?, cols: n as u32, a: sq as u32, ..Params::default() };
+    launch(gpu, encoder, SOFTMAX, "causal_mask", params, &[pattern.buffer(), pattern.buffer(), out.buffer()], rows as u64, 64)
+}
+
 /// What one [`layer_norm_backward`] dispatch computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerNormStep {
