@@ -143,6 +143,18 @@ impl State {
 }
 
 impl Model {
+    /// The bytes of GPU memory a backward step of the last shapes holds beyond the weights: the
+    /// forward's activations and scratch, every gradient, and the parameter gradients (the
+    /// matmul's and column sums' small shared scratch left out).
+    pub fn backward_bytes(&self) -> Result<u64> {
+        let forward = self.scratch.lock().map_err(|_| Error::Gpu("model scratch poisoned".into()))?.bytes();
+        let state = self.backward.lock().map_err(|_| Error::Gpu("model backward state poisoned".into()))?;
+        let tensors: u64 = state.tensors.values().map(|t| t.len() as u64 * 4).sum();
+        let params: u64 = state.params.as_ref().map_or(0, |p| p.named().iter().map(|(_, t)| t.len() as u64 * 4).sum());
+        let buffers: u64 = state.buffers.values().map(wgpu::Buffer::size).sum();
+        Ok(forward + tensors + params + buffers)
+    }
+
     /// Runs a forward and backward pass (one submission) and leaves the gradients on the GPU;
     /// [`Gradients::read`] brings them back.
     pub fn backward(&self, gpu: &Gpu, tokens: ArrayViewD<'_, i64>, seed: &Seed<'_>, options: &GradOptions<'_>) -> Result<Gradients> {
