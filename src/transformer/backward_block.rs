@@ -67,14 +67,25 @@ impl Walk<'_> {
         Ok(copy)
     }
 
+    /// `x` \[rows, n\] transposed into a tensor of the state: a weight gradient `xᵀ dy` with K =
+    /// B·S runs several times faster as a plain product of a transposed copy than through the
+    /// matmul's transposed-`a` read on lavapipe (measured by `examples/backward_profile.rs`).
+    fn transposed(&mut self, encoder: &mut Enc, x: &GpuTensor, n: usize) -> Result<GpuTensor> {
+        let rows = self.rows();
+        let out = self.scratch(&format!("transposed {n}x{rows}"), &[n, rows])?;
+        permute::swap_axes(self.gpu, encoder, x, [1, rows, n, 1], 1.0, &out, false)?;
+        Ok(out)
+    }
+
     /// `y = x w + b` backward for x \[rows, n\], w \[n, m\], dy \[rows, m\]: `dw`, `db`, and `dx`
     /// into `dx` (added to it with `accumulate`).
     #[allow(clippy::too_many_arguments)]
-    fn linear(&self, encoder: &mut Enc, x: &GpuTensor, w: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: &GpuTensor, dx: Option<(&GpuTensor, bool)>) -> Result<()> {
+    fn linear(&mut self, encoder: &mut Enc, x: &GpuTensor, w: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, db: &GpuTensor, dx: Option<(&GpuTensor, bool)>) -> Result<()> {
         let (n, m) = (w.shape()[0], w.shape()[1]);
         let rows = self.rows();
-        let (x, dy) = (x.reshaped(&[rows, n])?, dy.reshaped(&[rows, m])?);
-        record_gemm(self.gpu, encoder, &x, &dy, &dw.reshaped(&[n, m])?, &Gemm { transpose_a: true, ..Gemm::default() })?;
+        let dy = dy.reshaped(&[rows, m])?;
+        let x_t = self.transposed(encoder, x, n)?;
+        record_gemm(self.gpu, encoder, &x_t, &dy, &dw.reshaped(&[n, m])?, &Gemm::default())?;
         reduce::column_sums(self.gpu, encoder, &dy, None, db, false)?;
         if let Some((dx, accumulate)) = dx {
             record_gemm(self.gpu, encoder, &dy, w, &dx.reshaped(&[rows, n])?, &Gemm { transpose_b: true, accumulate, ..Gemm::default() })?;
@@ -288,7 +299,7 @@ impl Walk<'_> {
         let dk_h = self.scratch("dk heads", &bhsd)?;
         record_gemm(gpu, encoder, &ds, &q_h, &dk_h, &Gemm { transpose_a: true, ..Gemm::default() })?;
         let scale = config.score_scale(l) as f32;
-        let x_rows = x.reshaped(&[rows, dm])?;
+        let x_t = self.transposed(encoder, x, dm)?;
         let packed = &model.packed[l];
         let dw_packed = self.scratch("dw packed", &[dm, inner])?;
         let parts = [("q", &dq_h, scale, &grads.w_q, &grads.b_q), ("k", &dk_h, scale, &grads.w_k, &grads.b_k), ("v", &dv_h, 1.0, &grads.w_v, &grads.b_v)];
@@ -297,7 +308,7 @@ impl Walk<'_> {
             permute::swap_axes(gpu, encoder, d_h, [b, h, s, dh], factor, &d, false)?;
             self.hook(encoder, &format!("{p}.attn.hook_{name}"), &d)?;
             let d_rows = d.reshaped(&[rows, inner])?;
-            record_gemm(gpu, encoder, &x_rows, &d_rows, &dw_packed, &Gemm { transpose_a: true, ..Gemm::default() })?;
+            record_gemm(gpu, encoder, &x_t, &d_rows, &dw_packed, &Gemm::default())?;
             permute::swap_axes(gpu, encoder, &dw_packed, [1, dm, h, dh], 1.0, dw, false)?;
             reduce::column_sums(gpu, encoder, &d_rows, None, db, false)?;
             let back = Gemm { transpose_b: true, accumulate: i > 0, ..Gemm::default() };
