@@ -3,7 +3,8 @@
 //! beside the forward with every hook cached (what the backward's forward keeps). The parts do
 //! not add up exactly to the step (each is timed in its own submission), but they rank it.
 //!
-//! `cargo run --release --example backward_profile [-- BATCH [ITERATIONS]]`
+//! `cargo run --release --example backward_profile [-- BATCH [ITERATIONS [PART]]]` (PART: only the
+//! rows whose name contains it)
 
 use ndarray::{ArrayD, Dimension, IxDyn};
 use shaderlens::ops::backward::{activation, embedding, loss, permute, reduce, rows};
@@ -44,9 +45,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g3 = g_r_dm.reshaped(&[batch, seq, dm])?;
     let ta = Gemm { transpose_a: true, ..Gemm::default() };
     let tb = Gemm { transpose_b: true, ..Gemm::default() };
+    let xt_dm_r = t(&[dm, r])?;
     let g = &gpu;
     let mut parts: Vec<(&str, usize, Rec<'_>)> = vec![
         ("gemm dW_in / dW_out (aᵀb, K = B·S)", 2 * layers, Box::new(|e| record_gemm(g, e, &x_r_dm, &g_r_mlp, &w_dm_mlp, &ta))),
+        ("dW_in / dW_out as the step runs them: transposed copy + plain gemm", 2 * layers, Box::new(|e| {
+            permute::swap_axes(g, e, &x_r_dm, [1, r, dm, 1], 1.0, &xt_dm_r, false)?;
+            record_gemm(g, e, &xt_dm_r, &g_r_mlp, &w_dm_mlp, &Gemm::default())
+        })),
         ("gemm dx through W_in / W_out (a bᵀ)", 2 * layers, Box::new(|e| record_gemm(g, e, &g_r_mlp, &w_dm_mlp, &out_r_dm, &tb))),
         ("gemm dW_Q/K/V/O (aᵀb, K = B·S)", 4 * layers, Box::new(|e| record_gemm(g, e, &x_r_dm, &g_r_dm, &w_dm_dm, &ta))),
         ("gemm dx through W_Q/K/V/O (a bᵀ)", 4 * layers, Box::new(|e| record_gemm(g, e, &g_r_dm, &w_dm_dm, &out_r_dm, &tb))),
@@ -67,7 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("clock: {}", timer.clock().as_str());
     let mut total = 0.0;
     let mut rows_out = Vec::new();
-    for (name, count, record) in parts.iter_mut() {
+    let only: Option<String> = std::env::args().nth(3);
+    for (name, count, record) in parts.iter_mut().filter(|(name, ..)| only.as_deref().is_none_or(|o| name.contains(o))) {
         timer.time(record.as_mut())?;
         let samples = timer.repeat(iterations, record.as_mut())?;
         let ms = median(&samples).unwrap_or(f64::NAN) * 1e3;
