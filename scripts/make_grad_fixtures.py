@@ -1,4 +1,4 @@
-"""Write the gradient fixtures, tests/data/grad/transformer_grad/<case>.{json,npz}, with
+"""Write the gradient fixtures, fixtures/transformer_grad/<case>.{json,npz}, with
 TransformerLens itself as the reference (SPEC.md, "Gradients"), plus FAIL and ERROR variants.
 
 Rerun (from the repository root; TransformerLens 3.x, since 4.x removed HookedTransformer):
@@ -22,8 +22,8 @@ How a case is made:
   hooks except in the Othello-shaped case, which keeps the residual-stream hooks only (size).
 * ``<case>.json`` is the full ``cfg.to_dict()`` (``json.dump(..., default=str)``).
 
-FAIL variants (tests/data/grad/fail/transformer_grad/) copy ``ln_gelu`` with one expected value
-1 % off or one gradient's sign flipped; ERROR variants (tests/data/grad/error/transformer_grad/)
+FAIL variants (tests/data/verify_bad/transformer_grad/) copy ``ln_gelu`` with one expected value
+1 % off or one gradient's sign flipped; ERROR variants (the same folder)
 have targets missing, mis-shaped, out of range, or counting no position.
 """
 
@@ -192,7 +192,7 @@ def make_case(name: str, out: str) -> Dict[str, np.ndarray]:
     return arrays
 
 
-def make_bad(out: str) -> None:
+def make_bad(out: str, bad_out: str) -> None:
     """FAIL and ERROR variants of ln_gelu."""
     spec = CASES["ln_gelu"][0]
     cfg = build_model(spec).cfg.to_dict()
@@ -205,8 +205,8 @@ def make_bad(out: str) -> None:
     def variant(folder: str, case: str, change) -> None:
         arrays = {k: v.copy() for k, v in base.items()}
         change(arrays)
-        write(os.path.join(out, folder, "transformer_grad", case), cfg, arrays)
-        print(f"{folder}/{case}")
+        write(os.path.join(bad_out, "transformer_grad", case), cfg, arrays)
+        print(f"{folder}: transformer_grad/{case}")
 
     def one_percent(a):
         g = a["grad.blocks.0.mlp.W_in"]
@@ -251,12 +251,13 @@ def main() -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("cases", nargs="*", help=f"cases (default all: {', '.join(CASES)}, bad)")
-    p.add_argument("--out", default=os.path.join(root, "tests", "data", "grad"))
+    p.add_argument("--out", default=os.path.join(root, "fixtures"))
+    p.add_argument("--bad-out", default=os.path.join(root, "tests", "data", "verify_bad"))
     args = p.parse_args()
     torch.manual_seed(0)
     for c in args.cases or list(CASES) + ["bad"]:
         if c == "bad":
-            make_bad(args.out)
+            make_bad(args.out, args.bad_out)
         elif c in CASES:
             make_case(c, args.out)
         else:

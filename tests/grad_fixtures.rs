@@ -9,15 +9,21 @@ mod grad_support;
 
 use std::path::Path;
 
-use grad_support::{config_from_tl, json_of, npz_files};
+use grad_support::{json_of, npz_files};
+use shaderlens::transformer::Config;
 use shaderlens::fixture::Fixture;
 use shaderlens::reference::backward::fixtures::{check_adamw, check_train, check_transformer_grad, weights_from_fixture};
 use shaderlens::reference::backward::train::{train, Optimizer};
 use shaderlens::Result;
 
 fn check_grad_file(path: &Path) -> Result<shaderlens::compare::Comparison> {
-    let config = config_from_tl(&json_of(path));
+    let config = Config::from_file(&path.with_extension("json"))?;
     check_transformer_grad(&config, &Fixture::open(path)?)
+}
+
+/// The adversarial `transformer_grad` cases named `cases` (tests/data/verify_bad/transformer_grad).
+fn bad_grad_files(cases: &[&str]) -> Vec<std::path::PathBuf> {
+    npz_files("transformer_grad_bad").into_iter().filter(|p| cases.iter().any(|c| p.file_stem().is_some_and(|s| s == *c))).collect()
 }
 
 #[test]
@@ -35,7 +41,7 @@ fn every_transformer_grad_fixture_passes() {
 
 #[test]
 fn fail_variants_are_caught() {
-    let files = npz_files("fail/transformer_grad");
+    let files = bad_grad_files(&["grad_one_percent_off", "hook_grad_one_percent_off", "flipped_sign", "loss_off"]);
     assert_eq!(files.len(), 4);
     for path in files {
         let c = check_grad_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -56,7 +62,7 @@ fn fail_variants_are_caught() {
 
 #[test]
 fn error_variants_are_refused_by_name() {
-    let files = npz_files("error/transformer_grad");
+    let files = bad_grad_files(&["targets_missing", "targets_misshaped", "target_out_of_range", "no_counted_position"]);
     assert_eq!(files.len(), 4);
     for path in files {
         let message = check_grad_file(&path).err().unwrap_or_else(|| panic!("{} was checked", path.display())).to_string();
@@ -90,7 +96,7 @@ fn every_train_fixture_passes() {
     assert!(files.len() >= 4);
     for path in files {
         let json = json_of(&path);
-        let config = config_from_tl(&json["model"]);
+        let config = Config::from_json(&json["model"].to_string()).unwrap();
         let optimizer = Optimizer::from_value(&json["optimizer"]).unwrap();
         let npz = Fixture::open(&path).unwrap();
         assert!(!npz.names().any(|k| k.starts_with("final.") && k.ends_with("b_K")), "SPEC leaves out final.*b_K");
@@ -102,7 +108,7 @@ fn every_train_fixture_passes() {
 
 fn check_train_file(path: &Path) -> Result<shaderlens::compare::Comparison> {
     let json = json_of(path);
-    let config = config_from_tl(&json["model"]);
+    let config = Config::from_json(&json["model"].to_string()).unwrap();
     let optimizer = Optimizer::from_value(&json["optimizer"])?;
     check_train(&config, &optimizer, &Fixture::open(path)?)
 }
@@ -160,7 +166,7 @@ fn the_clipped_train_fixtures_really_clip() {
     for case in ["clipped_warmup", "grokking_shaped"] {
         let path = npz_files("train").into_iter().find(|p| p.file_stem().unwrap() == case).unwrap();
         let json = json_of(&path);
-        let config = config_from_tl(&json["model"]);
+        let config = Config::from_json(&json["model"].to_string()).unwrap();
         let optimizer = Optimizer::from_value(&json["optimizer"]).unwrap();
         let max = optimizer.max_grad_norm.unwrap();
         let npz = Fixture::open(&path).unwrap();

@@ -1,6 +1,9 @@
 //! The `transformer` bench case: the whole forward pass of an Othello-GPT-shaped model (random
 //! weights), on the GPU with nothing cached (`logits`) and with every hook cached on the GPU
-//! (`cache`), against the float64 host forward of [`crate::reference::transformer`].
+//! (`cache`), and the loss with every parameter's gradient (`backward`: forward and backward in
+//! one submission, next-token targets), against the float64 host forward of
+//! [`crate::reference::transformer`] (the rate of `backward` counts the forward's flops only, so
+//! the time ratio to `logits` is the cost of a training step over a forward).
 //!
 //! The case's shape is `[B, S, layers, d_model]`: heads of 64 (one head when d_model < 64),
 //! d_mlp = 4 d_model, a vocabulary of 61, GELU and LayerNorm as Othello-GPT. The standard case is
@@ -11,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::run::{inputs, GpuRun, Prepared, Record, Work};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::transformer::{Config, Model, Names, Options, Weights};
+use crate::transformer::{Config, GradOptions, Model, Names, Options, Seed, Weights};
 
 const VOCAB: usize = 61;
 
@@ -43,6 +46,13 @@ pub fn prepare<'a>(gpu: &'a Gpu, shape: &[usize]) -> Result<Prepared<'a>> {
         });
         runs.push(GpuRun { variant: variant.into(), choice: "fixed", record });
     }
+    let targets = ArrayD::from_shape_fn(IxDyn(&[batch, seq]), |ix| if ix[1] + 1 < seq { ((ix[0] * 17 + (ix[1] + 1) * 5) % VOCAB) as i64 } else { -1 });
+    let (model_b, tokens_b) = (model.clone(), tokens.clone());
+    let record: Record<'a> = Box::new(move |encoder| {
+        let seed = Seed::CrossEntropy(targets.view());
+        model_b.record_backward(gpu, encoder, tokens_b.view(), &seed, &GradOptions::default()).map(drop)
+    });
+    runs.push(GpuRun { variant: "backward".into(), choice: "fixed", record });
     let weights64 = weights.try_map(&config, |_, w| Ok(w.mapv(f64::from)))?;
     let host = Box::new(move || {
         crate::reference::transformer::forward(&config, &weights64, tokens.view(), &Names::Nothing, &[]).map(drop)

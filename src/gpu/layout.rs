@@ -48,5 +48,6 @@ pub fn all() -> Vec<ParamsLayout> {
     all.extend_from_slice(crate::ops::attention::backward_fused::LAYOUTS);
     all.extend_from_slice(crate::ops::attention_layer::LAYOUTS);
     all.extend_from_slice(crate::transformer::kernels::LAYOUTS);
+    all.extend_from_slice(crate::ops::backward::LAYOUTS);
     all
 }

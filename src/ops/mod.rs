@@ -11,6 +11,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod attention_layer;
+pub mod backward;
 pub mod gelu;
 pub mod layer_norm;
 pub mod matmul;

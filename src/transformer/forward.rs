@@ -47,6 +47,11 @@ impl Scratch {
         Ok(t)
     }
 
+    /// The bytes its tensors hold (what a pass of these shapes keeps between calls).
+    pub(super) fn bytes(&self) -> u64 {
+        self.tensors.values().map(|t| t.len() as u64 * 4).sum()
+    }
+
     /// A storage buffer holding `ids`: the scratch one, rewritten, when the outputs are reused
     /// (one forward pass per submission), else a new one (a caller's encoder may hold several
     /// passes, and a queue write would reach all of them before any runs).

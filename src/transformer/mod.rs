@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backward;
 pub mod cli;
 pub mod config;
 mod forward;
@@ -43,6 +44,7 @@ pub use hooks::{check_interventions, check_tokens, hook_names, hooks, Cache, Hoo
 pub use intervention::{Action, Intervention, Patch};
 pub use load::ungrouped_name;
 pub use weights::Weights;
+pub use backward::{GradArrays, GradOptions, Gradients, Seed};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
@@ -78,6 +80,8 @@ pub struct Model {
     /// Intermediate tensors reused by every forward pass of the same batch shape (activations
     /// that are not cached never leave them).
     scratch: Mutex<forward::Scratch>,
+    /// What the backward pass keeps between calls (see [`backward`]).
+    backward: Mutex<backward::State>,
 }
 
 impl Model {
@@ -96,7 +100,7 @@ impl Model {
             packed.push([pack(&a.w_q, "packed W_Q")?, pack(&a.w_k, "packed W_K")?, pack(&a.w_v, "packed W_V")?]);
         }
         let weights = weights.try_map(&config, |name, a| GpuTensor::upload(gpu, a.view(), name))?;
-        Ok(Self { config, weights, packed, scratch: Mutex::new(forward::Scratch::default()) })
+        Ok(Self { config, weights, packed, scratch: Mutex::new(forward::Scratch::default()), backward: Mutex::default() })
     }
 
     /// The model's config.

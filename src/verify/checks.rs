@@ -16,7 +16,7 @@ use crate::reference;
 pub use crate::compare::Outcome;
 
 /// The ops `verify` knows, by folder name.
-pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "adamw", "act_patch"];
+pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "transformer_grad", "adamw", "act_patch"];
 
 /// Checks one fixture with the op its folder names.
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
@@ -29,6 +29,7 @@ pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
         "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
         "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
         "transformer" => super::transformer::check(gpu, fixture),
+        "transformer_grad" => super::grad::check(gpu, fixture),
         "adamw" => adamw(gpu, fixture),
         "act_patch" => super::analysis::check_act_patch(gpu, fixture),
         other => Err(Error::Input(format!(

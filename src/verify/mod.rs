@@ -10,6 +10,7 @@
 
 pub mod checks;
 mod analysis;
+mod grad;
 mod transformer;
 
 use std::collections::HashSet;

@@ -1,11 +1,10 @@
 //! Helpers shared by the gradient and training tests: a seeded generator, random tiny models, and
-//! the adapter that reads TransformerLens's full `cfg.to_dict()` configs.
+//! where the fixtures live.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use shaderlens::transformer::config::CONFIG_KEYS;
 use shaderlens::transformer::{Config, Weights};
 
 /// A splitmix64 generator: deterministic data without a dependency.
@@ -73,36 +72,20 @@ pub fn random_weights(config: &Config, rng: &mut Rng) -> Weights<ArrayD<f64>> {
     .unwrap()
 }
 
-/// TransformerLens's full `cfg.to_dict()` JSON as a [`Config`].
-///
-/// Until the TransformerLens-config work lands in `Config::from_json` (which refuses unknown
-/// keys today), keep only SPEC's keys and null `d_mlp` for attention-only models (TransformerLens
-/// fills it in there). Remove this adapter after that merge.
-pub fn config_from_tl(value: &serde_json::Value) -> Config {
-    let object = value.as_object().expect("a config object");
-    let mut kept = serde_json::Map::new();
-    for key in CONFIG_KEYS {
-        kept.insert(key.to_string(), object.get(key).cloned().unwrap_or(serde_json::Value::Null));
-    }
-    if kept["attn_only"] == serde_json::Value::Bool(true) {
-        kept.insert("d_mlp".into(), serde_json::Value::Null);
-        if kept["act_fn"].is_null() {
-            kept.insert("act_fn".into(), "relu".into());
-        }
-    }
-    Config::from_json(&serde_json::Value::Object(kept).to_string()).unwrap()
-}
-
 /// The JSON beside an npz.
 pub fn json_of(npz: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(npz.with_extension("json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-/// Every npz under tests/data/grad/`folder`, sorted.
+/// Every npz under tests/data/grad/`folder`, sorted; `adamw` and `transformer_grad` (checked by
+/// `verify`) live in fixtures/, and `transformer_grad_bad` is tests/data/verify_bad/transformer_grad.
 pub fn npz_files(folder: &str) -> Vec<PathBuf> {
-    // adamw's fixtures are checked by `verify` (the GPU kernel exists), so they live in fixtures/.
-    let base = if folder == "adamw" { "fixtures" } else { "tests/data/grad" };
+    let (base, folder) = match folder {
+        "adamw" | "transformer_grad" => ("fixtures", folder),
+        "transformer_grad_bad" => ("tests/data/verify_bad", "transformer_grad"),
+        _ => ("tests/data/grad", folder),
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(base).join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
