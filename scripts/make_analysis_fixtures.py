@@ -1,6 +1,6 @@
 """Write the analysis fixtures with TransformerLens itself as the reference (SPEC.md, "Analysis"):
 activation-patching sweeps into fixtures/act_patch/<case>.{json,npz}, attribution patching into
-tests/data/analysis/attribution/<case>.{json,npz}, and FAIL / ERROR variants of act_patch into
+fixtures/attribution/<case>.{json,npz}, and FAIL / ERROR variants of act_patch into
 tests/data/verify_bad/act_patch/.
 
 Rerun (from the repository root; TransformerLens 3.x, which has HookedTransformer):

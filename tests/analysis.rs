@@ -48,6 +48,20 @@ fn every_act_patch_fixture_passes_verify() {
     }
 }
 
+/// Attribution on the GPU (clean and corrupt forwards, one backward seeded with the metric's
+/// gradient) and in float64 both match TransformerLens on every committed case, through `verify`
+/// (tests/data/verify_bad/attribution holds the cases that must fail or be refused).
+#[test]
+fn every_attribution_fixture_passes_verify() {
+    let gpu = common::gpu();
+    let files: Vec<PathBuf> = verify::collect(&[root().join("fixtures/attribution")]).into_iter().map(|e| e.unwrap()).collect();
+    assert!(files.len() >= 3, "want at least 3 attribution fixtures, found {}", files.len());
+    for path in &files {
+        let report = verify::verify_file(&gpu, path);
+        assert_eq!(report.status, Status::Pass, "{}", verify::line(&report));
+    }
+}
+
 /// Chunks of 1 (one forward per patch), 4 (resid_pre: 4 + a padded 2) and the default all agree, for
 /// every sweep, with a batch of two prompt pairs.
 #[test]
@@ -74,7 +88,7 @@ fn batched_sweeps_equal_one_forward_per_patch() {
 /// of one expected value is caught (the comparison can fail).
 #[test]
 fn attribution_reference_matches_transformer_lens() {
-    let dir = root().join("tests/data/analysis/attribution");
+    let dir = root().join("fixtures/attribution");
     let mut cases = 0;
     for path in verify::collect(&[dir]).into_iter().map(|e| e.unwrap()) {
         let (config, weights, prompts, fixture) = case_of(&path);
@@ -203,7 +217,7 @@ fn the_patch_command_writes_the_sweeps_transformer_lens_computes() {
 #[test]
 fn node_scores_sum_the_attribution_per_head_and_mlp() {
     for (case, has_mlp) in [("ln_gelu", true), ("attn_only", false)] {
-        let path = root().join(format!("tests/data/analysis/attribution/{case}.npz"));
+        let path = root().join(format!("fixtures/attribution/{case}.npz"));
         let (config, weights, prompts, fixture) = case_of(&path);
         let attr = attribution::reference(&config, &wide(&config, &weights), &prompts, &Names::All).unwrap();
         let (heads, mlps) = attribution::node_scores(&config, &attr).unwrap();

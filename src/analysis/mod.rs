@@ -11,6 +11,7 @@
 //! backward; [`cli`] is `shaderlens patch`.
 
 pub mod attribution;
+pub mod attribution_gpu;
 pub mod cli;
 pub mod metric;
 pub mod patch_gpu;

@@ -3,16 +3,20 @@
 //! Each sweep the fixture holds runs batched on the GPU ([`crate::analysis::patch_gpu`]) and in
 //! the float64 reference ([`crate::analysis::patch_ref`]), compared under SPEC's tolerance. A
 //! `patch.*` key that names no sweep shaderlens has (or one the model lacks) fails the fixture,
-//! naming the key. `attribution` is not checked here yet: its GPU side needs the GPU backward.
+//! naming the key. `attribution` fixtures hold expected `attr.<hook>` estimates: the GPU
+//! ([`crate::analysis::attribution_gpu`]: clean and corrupt forwards, one backward seeded with the
+//! metric's gradient) and the float64 reference ([`crate::analysis::attribution::reference`]) are
+//! each compared under SPEC's tolerance; an `attr.*` key for a hook the model does not have fails
+//! the fixture, naming the key.
 
 use ndarray::ArrayD;
 
-use crate::analysis::{patch_gpu, patch_ref, Prompts, Sweep};
+use crate::analysis::{attribution, attribution_gpu, patch_gpu, patch_ref, Prompts, Sweep};
 use crate::compare::{Comparison, Outcome, ATTENTION};
 use crate::error::{fmt_shape, Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
-use crate::transformer::{Config, Model, Weights};
+use crate::transformer::{hooks, Config, Model, Names, Weights};
 
 /// Reads a fixture's model config (`<case>.json` beside the npz).
 pub(crate) fn config_beside(fixture: &Fixture) -> Result<Config> {
@@ -93,4 +97,43 @@ pub(crate) fn check_act_patch(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
 
 fn known(config: &Config) -> String {
     Sweep::ALL.iter().filter(|s| s.available(config)).map(|s| format!("patch.{}", s.key())).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks one `attribution` fixture.
+pub(crate) fn check_attribution(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
+    let config = config_beside(fixture)?;
+    let weights = weights(&config, fixture)?;
+    let prompts = prompts(&config, fixture)?;
+    let (batch, seq) = (prompts.clean.shape()[0], prompts.clean.shape()[1]);
+    let all = hooks(&config, batch, seq);
+    let mut expected: Vec<(String, String, ArrayD<f64>)> = Vec::new();
+    let mut unknown = Vec::new();
+    for key in fixture.names().filter(|k| k.starts_with("attr.")) {
+        let hook = &key["attr.".len()..];
+        match all.iter().find(|h| h.name == hook && !h.shape.is_empty()) {
+            Some(h) => {
+                let shape = &h.shape[..h.shape.len() - 1];
+                expected.push((hook.to_string(), key.to_string(), fixture.expected_shaped(key, shape)?));
+            }
+            None => unknown.push(key.to_string()),
+        }
+    }
+    if expected.is_empty() && unknown.is_empty() {
+        return Err(Error::Input("an attribution fixture needs at least one attr.<hook> array".into()));
+    }
+    let names = Names::only(expected.iter().map(|(hook, ..)| hook.as_str()));
+    let weights64 = weights.try_map(&config, |_, a| Ok(a.mapv(f64::from)))?;
+    let host = attribution::reference(&config, &weights64, &prompts, &names)?;
+    let problem = (!unknown.is_empty()).then(|| format!("{} cannot be produced: no such hook in this model", unknown.join(", ")));
+    let model = Model::load(gpu, config, &weights)?;
+    let on_gpu = attribution_gpu::attribution_gpu(gpu, &model, &prompts, &names)?;
+    let mut gpu_cmp = Comparison::new();
+    let mut ref_cmp = Comparison::new();
+    for (hook, key, want) in &expected {
+        let allowed = ATTENTION.allowed(&want.view());
+        let missing = || Error::Input(format!("{key}: the attribution of {hook} was not computed"));
+        gpu_cmp.add(key, &on_gpu.get(hook).ok_or_else(missing)?.view(), &want.view(), &allowed.view())?;
+        ref_cmp.add(key, &host.get(hook).ok_or_else(missing)?.view(), &want.view(), &allowed.view())?;
+    }
+    Ok(Outcome { gpu: gpu_cmp, reference: ref_cmp, problem })
 }
