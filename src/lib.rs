@@ -4,6 +4,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod plot;
+pub mod train;
 pub mod error;
 pub mod games;
 pub mod gpu;
