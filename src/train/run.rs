@@ -85,7 +85,7 @@ pub fn run(config: &TrainConfig, backend: &mut dyn Backend, resume: bool, contro
     } else {
         0
     };
-    let mut loop_state = Loop { config, data, total, per_epoch, history, batches: None, clock: (Instant::now(), 0) };
+    let mut loop_state = Loop { config, data, total, per_epoch, history, batches: None, clock: (Instant::now(), 0), last_checkpoint: start };
     if start == 0 {
         loop_state.evaluate(backend, 0, control.observe)?;
         loop_state.checkpoint(backend, 0)?;
@@ -122,6 +122,8 @@ struct Loop<'c> {
     batches: Option<(u64, Vec<(Array2<i64>, Array2<i64>)>)>,
     /// Since the last evaluation: when, and how many tokens were trained on.
     clock: (Instant, u64),
+    /// The step of the newest checkpoint on disk.
+    last_checkpoint: u64,
 }
 
 impl Loop<'_> {
@@ -161,10 +163,12 @@ impl Loop<'_> {
         };
         self.clock = (Instant::now(), 0);
         if !(metrics.train_loss.is_finite() && metrics.test_loss.is_none_or(f64::is_finite)) {
-            let last = self.history.last().map_or(0, |m| m.step / self.config.checkpoint_every * self.config.checkpoint_every);
             return Err(Error::Input(format!(
-                "the loss is {} at step {step} (train) / {:?} (test): training stopped; the last good checkpoint is at or before step {last}",
-                metrics.train_loss, metrics.test_loss
+                "the loss is not finite at step {step} (train {}, test {:?}): training stopped; the last good checkpoint is step {} in {}",
+                metrics.train_loss,
+                metrics.test_loss,
+                self.last_checkpoint,
+                self.config.out.join("checkpoints").display()
             )));
         }
         self.history.push(metrics.clone());
@@ -178,7 +182,9 @@ impl Loop<'_> {
 
     fn checkpoint(&mut self, backend: &mut dyn Backend, step: u64) -> Result<()> {
         let state = backend.state()?;
-        save(&self.config.out, &self.config.model, self.config.initializer_range, self.config.seed, step, &state)
+        save(&self.config.out, &self.config.model, self.config.initializer_range, self.config.seed, step, &state)?;
+        self.last_checkpoint = step;
+        Ok(())
     }
 }
 
