@@ -36,6 +36,9 @@ fn gradients(config: &Config, seed: u64, scale: f32) -> Weights<ArrayD<f64>> {
     .unwrap()
 }
 
+/// A parameter's name, value and moments as the reference updates them.
+type Tracked = (String, ArrayD<f64>, ArrayD<f64>, ArrayD<f64>);
+
 fn check(optimizer: Optimizer, scale: f32) {
     let gpu = common::gpu();
     let config = config();
@@ -43,7 +46,7 @@ fn check(optimizer: Optimizer, scale: f32) {
     let upload = |w: &Weights<ArrayD<f64>>| w.try_map(&config, |n, a| GpuTensor::upload(&gpu, a.mapv(|x| x as f32).view(), n)).unwrap();
     let model = upload(&initial);
     let opt = GpuOptimizer::new(&gpu, &config, optimizer, &model).unwrap();
-    let mut params: Vec<(String, ArrayD<f64>, ArrayD<f64>, ArrayD<f64>)> =
+    let mut params: Vec<Tracked> =
         initial.named().into_iter().map(|(n, a)| (n, a.clone(), ArrayD::zeros(a.raw_dim()), ArrayD::zeros(a.raw_dim()))).collect();
     for (t, lr) in [(1u64, 1e-2), (2, 5e-3)] {
         let grads = gradients(&config, t, scale);

@@ -157,7 +157,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let c = config(&dir.0, &["steps=1000000", "eval_every=1000000", "checkpoint_every=1000000"]);
     let path = dir.join("run.toml");
     std::fs::write(&path, c.to_toml()).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shaderlens"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shaderlens"))
         .args(["train", path.to_str().unwrap(), "--quiet"])
         .stdout(std::process::Stdio::piped())
         .spawn()

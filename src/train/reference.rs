@@ -16,6 +16,9 @@ use crate::transformer::hooks::Names;
 use crate::transformer::weights::Weights;
 use crate::transformer::Config;
 
+/// A parameter and its two moments.
+type Triple = (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>);
+
 /// The float64 reference trainer.
 #[derive(Clone, Debug)]
 pub struct ReferenceTrainer {
@@ -49,7 +52,7 @@ impl Backend for ReferenceTrainer {
         };
         let base = AdamW { lr, ..self.optimizer.adamw };
         let (params, m, v) = (&self.state.params, &self.state.m, &self.state.v);
-        let mut updated: BTreeMap<String, (ArrayD<f64>, ArrayD<f64>, ArrayD<f64>)> = BTreeMap::new();
+        let mut updated: BTreeMap<String, Triple> = BTreeMap::new();
         for (((name, p), (_, m)), (_, v)) in params.named().into_iter().zip(m.named()).zip(v.named()) {
             let g = grads.get(&name).ok_or_else(|| Error::Input(format!("no gradient for {name}")))?;
             let hp = if decays(&name, self.optimizer.decay_biases_and_norms) { base } else { AdamW { weight_decay: 0.0, ..base } };

@@ -111,6 +111,9 @@ pub fn run(config: &TrainConfig, backend: &mut dyn Backend, resume: bool, contro
     Ok(Outcome::Finished { steps: total })
 }
 
+/// An epoch's mini-batches, `(tokens, targets)`.
+type Batches = Vec<(Array2<i64>, Array2<i64>)>;
+
 /// The loop's bookkeeping.
 struct Loop<'c> {
     config: &'c TrainConfig,
@@ -119,7 +122,7 @@ struct Loop<'c> {
     per_epoch: u64,
     history: Vec<Metrics>,
     /// The current epoch's mini-batches.
-    batches: Option<(u64, Vec<(Array2<i64>, Array2<i64>)>)>,
+    batches: Option<(u64, Batches)>,
     /// Since the last evaluation: when, and how many tokens were trained on.
     clock: (Instant, u64),
     /// The step of the newest checkpoint on disk.
