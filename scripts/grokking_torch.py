@@ -57,7 +57,7 @@ def main():
             for name, acc in (("train", train_acc), ("test", test_acc)):
                 if acc >= 0.99 and name not in first:
                     first[name] = step
-            if step % 1000 == 0:
+            if step % 500 == 0:
                 print(f"step {step} train {loss.item():.4f} {train_acc:.3f} test {test_loss:.4f} {test_acc:.3f} "
                       f"({time.time() - start:.0f} s)", flush=True)
             if "test" in first:

@@ -74,6 +74,8 @@ pub struct GpuOptimizer {
     partials: GpuTensor,
     /// `[norm, clip factor]` of the last step.
     norm: GpuTensor,
+    /// `[norm, 1]` of the parameters, when asked.
+    weight_norm: GpuTensor,
 }
 
 impl GpuOptimizer {
@@ -105,6 +107,7 @@ impl GpuOptimizer {
             mask: flat("mask")?,
             partials: GpuTensor::empty(gpu, &[count as usize], "train arena partial norms")?,
             norm: GpuTensor::empty(gpu, &[2], "train arena norm")?,
+            weight_norm: GpuTensor::empty(gpu, &[2], "train arena weight norm")?,
         };
         gpu.queue().write_buffer(this.mask.buffer(), 0, bytemuck::cast_slice(&mask));
         let mut encoder = gpu.encoder();
@@ -141,16 +144,31 @@ impl GpuOptimizer {
                 encoder.copy_buffer_to_buffer(g.buffer(), 0, self.grad.buffer(), seg.offset * 4, seg.len * 4);
             }
         }
-        let sum = gpu.kernel::<Params>(SHADER, "sum_squares", &[])?;
-        let grid = gpu.grid(u64::from(params.count), "train norm workgroups")?;
-        sum.record(gpu, encoder, &params, &[self.grad.buffer(), self.partials.buffer()], grid);
-        let finish = gpu.kernel::<Params>(SHADER, "finish_norm", &[])?;
-        finish.record(gpu, encoder, &params, &[self.partials.buffer(), self.norm.buffer()], [1, 1, 1]);
+        self.record_norm(gpu, encoder, &params, &self.grad, &self.norm)?;
         let adamw = gpu.kernel::<Params>(SHADER, "adamw_arena", &[])?;
         let grid = gpu.grid(self.n.div_ceil(WORKGROUP), "train adamw workgroups")?;
         let buffers = [self.grad.buffer(), self.norm.buffer(), self.param.buffer(), self.m.buffer(), self.v.buffer(), self.mask.buffer()];
         adamw.record(gpu, encoder, &params, &buffers, grid);
         self.copy(encoder, weights, false)
+    }
+
+    /// Records the global L2 norm of `src` (an arena) into `out[0]` (and the clip factor into `out[1]`).
+    fn record_norm(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, params: &Params, src: &GpuTensor, out: &GpuTensor) -> Result<()> {
+        let sum = gpu.kernel::<Params>(SHADER, "sum_squares", &[])?;
+        let grid = gpu.grid(u64::from(params.count), "train norm workgroups")?;
+        sum.record(gpu, encoder, params, &[src.buffer(), self.partials.buffer()], grid);
+        let finish = gpu.kernel::<Params>(SHADER, "finish_norm", &[])?;
+        finish.record(gpu, encoder, params, &[self.partials.buffer(), out.buffer()], [1, 1, 1]);
+        Ok(())
+    }
+
+    /// The parameters' global L2 norm, reduced on the GPU (reads back one number).
+    pub fn weight_norm(&self, gpu: &Gpu) -> Result<f64> {
+        let params = Params { clip: 0, ..self.params(1, 0.0)? };
+        let mut encoder = gpu.encoder();
+        self.record_norm(gpu, &mut encoder, &params, &self.param, &self.weight_norm)?;
+        gpu.submit_and_wait(encoder)?;
+        read_first(gpu, &self.weight_norm)
     }
 
     /// Runs one update (see [`GpuOptimizer::record_step`]) and waits for it; reads nothing back.
@@ -184,9 +202,7 @@ impl GpuOptimizer {
 
     /// The last update's global gradient norm, before clipping (reads back one number).
     pub fn grad_norm(&self, gpu: &Gpu) -> Result<f64> {
-        let bytes = gpu.read_bytes(self.norm.buffer(), 4)?;
-        let norm: &[f32] = bytemuck::try_cast_slice(&bytes).map_err(|e| Error::Gpu(format!("reading the norm: {e}")))?;
-        Ok(norm.first().copied().unwrap_or(f32::NAN) as f64)
+        read_first(gpu, &self.norm)
     }
 
     /// The parameters and moments, read back (for a checkpoint).
@@ -214,4 +230,11 @@ impl GpuOptimizer {
         self.copy(&mut encoder, weights, false)?;
         gpu.submit_and_wait(encoder)
     }
+}
+
+/// The first float32 of `t`, read back.
+fn read_first(gpu: &Gpu, t: &GpuTensor) -> Result<f64> {
+    let bytes = gpu.read_bytes(t.buffer(), 4)?;
+    let norm: &[f32] = bytemuck::try_cast_slice(&bytes).map_err(|e| Error::Gpu(format!("reading a norm: {e}")))?;
+    Ok(norm.first().copied().unwrap_or(f32::NAN) as f64)
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod fields;
 pub mod gpu_optimizer;
+pub mod gpu_trainer;
 pub mod init;
 pub mod reference;
 pub mod run;
