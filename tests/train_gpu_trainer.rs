@@ -92,3 +92,21 @@ fn gpu_trainer_runs_the_loop_and_resumes() {
     assert_eq!(run(&more, &mut again, true, Control { stop: &stop, observe: &mut |_, _| {} }).unwrap(), Outcome::Finished { steps: 9 });
     assert_eq!(read_metrics(&dir.join("metrics.jsonl")).unwrap().last().unwrap().step, 9);
 }
+
+#[test]
+fn same_config_and_seed_give_bit_identical_gpu_weights() {
+    let gpu = common::gpu();
+    let dir = files::Scratch::new("train-gpu-determinism");
+    let c = config(&dir.0);
+    let initial = init_weights(&c.model, c.initializer_range, c.seed).unwrap();
+    let data = shaderlens::games::modular::ModularData::new(7, shaderlens::games::modular::Op::Add, 0.6, 2).unwrap();
+    let train = || {
+        let mut t = GpuTrainer::new(&gpu, &c.model, c.optimizer, &initial, HostGradients).unwrap();
+        for step in 1..=3 {
+            t.step(data.train_tokens.view(), data.train_targets.view(), step, 1e-2).unwrap();
+        }
+        let s = t.state().unwrap();
+        (s.params.named().into_iter().map(|(_, a)| a.clone()).collect::<Vec<_>>(), t.grad_norm().unwrap())
+    };
+    assert_eq!(train(), train());
+}
