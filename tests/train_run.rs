@@ -178,3 +178,25 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let step = arrays(&dir.join("state.npz")).into_iter().find(|(n, _)| n == "step").unwrap().1[0] as u64;
     assert!(step > 0 && dir.join(&format!("checkpoints/{step}.npz")).is_file(), "stopped at {step}");
 }
+
+#[test]
+fn the_cli_refuses_bad_arguments_with_exit_2() {
+    let dir = Scratch::new("train-cli");
+    let c = config(&dir.0, &["steps=2"]);
+    let own = dir.join("config.toml");
+    std::fs::write(&own, c.to_toml()).unwrap();
+    let cli = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_shaderlens")).arg("train").args(args).output().unwrap();
+    for (args, says) in [
+        (vec![own.to_str().unwrap()], "is the config.toml this run would write"),
+        (vec![own.to_str().unwrap(), "--set", "optimizer.momentum=1"], "unknown config key `optimizer.momentum`"),
+        (vec!["--preset", "nope"], "no preset \"nope\""),
+        (vec![], "needs a CONFIG.toml"),
+        (vec!["--resume", dir.0.to_str().unwrap(), "--preset", "grokking"], "give one of"),
+        (vec!["--resume", dir.0.to_str().unwrap()], "state.npz"),
+    ] {
+        let out = cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

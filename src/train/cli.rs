@@ -48,7 +48,19 @@ pub fn resolve(args: &TrainArgs) -> Result<(TrainConfig, bool)> {
             config.out = folder.clone();
             Ok((config, true))
         }
-        (Some(path), None, None) => Ok((TrainConfig::from_file(path, &args.set)?, false)),
+        (Some(path), None, None) => {
+            let config = TrainConfig::from_file(path, &args.set)?;
+            // The run writes its resolved config to out/config.toml: never over the input.
+            let written = config.out.join("config.toml");
+            if written.canonicalize().ok().is_some_and(|w| path.canonicalize().ok() == Some(w)) {
+                return Err(Error::Input(format!(
+                    "{} is the config.toml this run would write; copy it elsewhere, or continue that run with --resume {}",
+                    path.display(),
+                    config.out.display()
+                )));
+            }
+            Ok((config, false))
+        }
         (None, Some(name), None) => Ok((TrainConfig::preset(name, &args.set)?, false)),
         (None, None, None) => Err(Error::Input("train needs a CONFIG.toml, --preset NAME or --resume FOLDER".into())),
         _ => Err(Error::Input("give one of CONFIG.toml, --preset NAME and --resume FOLDER (a resumed run reads FOLDER/config.toml)".into())),
@@ -84,7 +96,12 @@ pub fn main(args: TrainArgs) -> ExitCode {
 fn train(args: &TrainArgs) -> Result<String> {
     let (config, resume) = resolve(args)?;
     let mut backend = trainer(&args.backend, &config)?;
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).map_err(|e| Error::Input(format!("cannot catch Ctrl-C: {e}")))?;
+    // The first Ctrl-C asks for a checkpoint and a clean stop; a second one quits at once.
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    }).map_err(|e| Error::Input(format!("cannot catch Ctrl-C: {e}")))?;
     let bar = if args.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
     if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} {per_sec} eta {eta}") {
         bar.set_style(style);
