@@ -97,7 +97,12 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
     macro_rules! lines {
         ($ctx:expr) => {{
             let mut ctx = $ctx;
-            ctx.configure_mesh().x_desc(chart.x_label.as_str()).y_desc(chart.y_label.as_str()).label_style(("sans-serif", 13)).draw()?;
+            ctx.configure_mesh()
+                .x_desc(chart.x_label.as_str())
+                .y_desc(chart.y_label.as_str())
+                .x_label_formatter(&|x| tick(*x))
+                .label_style(("sans-serif", 13))
+                .draw()?;
             for (i, s) in chart.series.iter().enumerate() {
                 ctx.draw_series(LineSeries::new(s.points.iter().copied().filter(keep), style(i)))?
                     .label(s.name.as_str())
@@ -112,4 +117,13 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
         lines!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
     }
     Ok(())
+}
+
+/// An axis tick: whole numbers without a decimal point (steps, epochs), others as they are.
+fn tick(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
 }
