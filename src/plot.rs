@@ -101,6 +101,7 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
                 .x_desc(chart.x_label.as_str())
                 .y_desc(chart.y_label.as_str())
                 .x_label_formatter(&|x| tick(*x))
+                .y_label_formatter(&|y| tick(*y))
                 .label_style(("sans-serif", 13))
                 .draw()?;
             for (i, s) in chart.series.iter().enumerate() {
@@ -119,11 +120,16 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
     Ok(())
 }
 
-/// An axis tick: whole numbers without a decimal point (steps, epochs), others as they are.
+/// An axis tick: whole numbers without a decimal point (steps, epochs), others to six decimals
+/// without trailing zeros, and very small or large ones as `1e-5` (a log axis's 9.999999e-6).
 fn tick(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
-    } else {
-        format!("{x}")
+    let a = x.abs();
+    if x == 0.0 || (x.fract() == 0.0 && a < 1e6) {
+        return format!("{x:.0}");
     }
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{x:.0e}");
+    }
+    let fixed = format!("{x:.6}");
+    fixed.trim_end_matches('0').trim_end_matches('.').to_string()
 }
