@@ -5,6 +5,8 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod plot;
+pub mod train;
 pub mod error;
 pub mod games;
 pub mod gpu;

@@ -121,6 +121,10 @@ enum Command {
         #[command(subcommand)]
         game: shaderlens::games::cli::GamesCommand,
     },
+    /// Train a model from scratch as a TOML config says (see presets/); writes metrics.jsonl,
+    /// curves.png, checkpoints and the state to resume from. Exit codes: 0 finished or stopped by
+    /// Ctrl-C with a checkpoint; 2 the config was refused, a file failed, or the loss diverged.
+    Train(shaderlens::train::cli::TrainArgs),
 }
 
 /// The longest error message printed whole; longer ones (a 100 MB config value echoed back) are
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
             report("patch", Gpu::new().and_then(|gpu| shaderlens::analysis::cli::run(&gpu, &args)))
         }
         Command::Games { game } => shaderlens::games::cli::main(game),
+        Command::Train(args) => shaderlens::train::cli::main(args),
     }
 }
 

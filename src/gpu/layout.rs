@@ -40,6 +40,7 @@ pub(crate) use params_layout;
 pub fn all() -> Vec<ParamsLayout> {
     let mut all = Vec::new();
     all.extend_from_slice(crate::ops::adamw::LAYOUTS);
+    all.extend_from_slice(crate::train::gpu_optimizer::LAYOUTS);
     all.extend_from_slice(crate::ops::matmul::LAYOUTS);
     all.extend_from_slice(crate::ops::softmax::LAYOUTS);
     all.extend_from_slice(crate::ops::layer_norm::LAYOUTS);
