@@ -52,7 +52,7 @@ final_lr = 1e-3
 }
 
 fn train(config: &TrainConfig, resume: bool, stop_at: Option<u64>) -> Outcome {
-    let mut backend = trainer("reference", config).unwrap();
+    let mut backend = trainer("reference", config, None).unwrap();
     let stop = AtomicBool::new(false);
     let mut observe = |step: u64, _: Option<&Metrics>| {
         if Some(step) == stop_at {
@@ -144,7 +144,7 @@ fn a_stopped_and_resumed_run_equals_one_that_never_stopped() {
 fn a_diverging_run_stops_naming_the_step_and_keeps_its_checkpoint() {
     let dir = Scratch::new("train-nan");
     let c = config(&dir.0, &["optimizer.lr=1e300", "optimizer.max_grad_norm=none", "schedule.kind=constant", "optimizer.weight_decay=0"]);
-    let mut backend = trainer("reference", &c).unwrap();
+    let mut backend = trainer("reference", &c, None).unwrap();
     let stop = AtomicBool::new(false);
     let e = run(&c, backend.as_mut(), false, Control { stop: &stop, observe: &mut |_, _| {} }).unwrap_err().to_string();
     assert!(e.contains("not finite at step 3") && e.contains("checkpoint is step 0"), "{e}");

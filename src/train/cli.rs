@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::config::TrainConfig;
+use super::gpu_trainer::{Backprop, GpuTrainer};
 use super::init::init_weights;
 use super::reference::ReferenceTrainer;
 use super::run::{run, Control, Metrics, Outcome};
 use super::Backend;
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 
 /// Raised by Ctrl-C; the run saves a checkpoint and stops before its next update.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -31,9 +33,9 @@ pub struct TrainArgs {
     /// Continue the stopped run in this folder (its config.toml and state.npz).
     #[arg(long, value_name = "FOLDER")]
     pub resume: Option<PathBuf>,
-    /// The trainer: `reference` (the float64 host trainer). The GPU trainer joins when the GPU
-    /// backward of the whole model does.
-    #[arg(long, default_value = "reference")]
+    /// The trainer: `gpu` (forward, backward and AdamW on the GPU that WGPU_BACKEND and
+    /// WGPU_ADAPTER_NAME choose) or `reference` (the float64 host trainer: exact, slow).
+    #[arg(long, default_value = "gpu")]
     pub backend: String,
     /// No progress bar.
     #[arg(long)]
@@ -67,14 +69,15 @@ pub fn resolve(args: &TrainArgs) -> Result<(TrainConfig, bool)> {
     }
 }
 
-/// Builds the trainer `name` for `config`, starting from its seeded initial weights.
-pub fn trainer(name: &str, config: &TrainConfig) -> Result<Box<dyn Backend>> {
+/// Builds the trainer `name` for `config`, starting from its seeded initial weights; `gpu` is the
+/// device of the `gpu` trainer (the `reference` trainer needs none).
+pub fn trainer<'g>(name: &str, config: &TrainConfig, gpu: Option<&'g Gpu>) -> Result<Box<dyn Backend + 'g>> {
     let initial = init_weights(&config.model, config.initializer_range, config.seed)?;
-    match name {
-        "reference" => Ok(Box::new(ReferenceTrainer::new(&config.model, config.optimizer, initial)?)),
-        other => Err(Error::Input(format!(
-            "--backend {other:?} is not available (`reference`; the GPU trainer needs the GPU backward of the whole model)"
-        ))),
+    match (name, gpu) {
+        ("reference", _) => Ok(Box::new(ReferenceTrainer::new(&config.model, config.optimizer, initial)?)),
+        ("gpu", Some(gpu)) => Ok(Box::new(GpuTrainer::new(gpu, &config.model, config.optimizer, &initial, Backprop)?)),
+        ("gpu", None) => Err(Error::Input("--backend gpu needs a GPU adapter".into())),
+        (other, _) => Err(Error::Input(format!("--backend {other:?} is not a trainer: `gpu` or `reference`"))),
     }
 }
 
@@ -95,7 +98,8 @@ pub fn main(args: TrainArgs) -> ExitCode {
 
 fn train(args: &TrainArgs) -> Result<String> {
     let (config, resume) = resolve(args)?;
-    let mut backend = trainer(&args.backend, &config)?;
+    let gpu = if args.backend == "gpu" { Some(Gpu::new()?) } else { None };
+    let mut backend = trainer(&args.backend, &config, gpu.as_ref())?;
     // The first Ctrl-C asks for a checkpoint and a clean stop; a second one quits at once.
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

@@ -1,14 +1,11 @@
 //! The GPU trainer: a [`super::Backend`] whose model, gradients and optimizer live on the GPU.
 //!
-//! The gradients come from a [`GpuGradients`] source: the GPU backward of the whole model once it
-//! lands (issue 11; its `impl GpuGradients` is the one piece left to add), or any other source (the
-//! tests feed the float64 reference's gradients through it). The update is
-//! [`GpuOptimizer::record_step`]: no readback in a step. Evaluation reads back the logits of the
-//! evaluated set, the norms one number each.
-//!
-//! [`Model`] keeps `W_Q`/`W_K`/`W_V` packed beside the weights it was loaded with; the optimizer
-//! updates the weights in place, so before an evaluation the model is rebuilt from the current
-//! parameters (read back). A `Model` method that repacks on the GPU would remove that round trip.
+//! The gradients come from a [`GpuGradients`] source: [`Backprop`], the GPU backward of the whole
+//! model ([`Model::backward`]), or any other source (the tests feed the float64 reference's
+//! gradients through it). The update is [`GpuOptimizer::record_step`] followed by
+//! [`Model::record_repack`] (the model's packed `W_Q`/`W_K`/`W_V` follow the updated weights), one
+//! submission with no readback. Evaluation reads back the logits of the evaluated set, the norms
+//! one number each.
 
 use ndarray::{ArrayD, ArrayView2};
 
@@ -19,7 +16,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::tensor::GpuTensor;
 use crate::transformer::weights::Weights;
-use crate::transformer::{Config, Model};
+use crate::transformer::{Config, GradOptions, Model, Seed};
 
 /// Where a GPU trainer's gradients come from.
 pub trait GpuGradients {
@@ -29,15 +26,24 @@ pub trait GpuGradients {
     fn gradients(&mut self, gpu: &Gpu, model: &Model, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>) -> Result<Weights<GpuTensor>>;
 }
 
+/// The GPU backward of the whole model: SPEC's mean cross-entropy and every parameter's gradient,
+/// forward and backward in one submission ([`Model::backward`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Backprop;
+
+impl GpuGradients for Backprop {
+    fn gradients(&mut self, gpu: &Gpu, model: &Model, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>) -> Result<Weights<GpuTensor>> {
+        let seed = Seed::CrossEntropy(targets.into_dyn());
+        Ok(model.backward(gpu, tokens.into_dyn(), &seed, &GradOptions::default())?.params)
+    }
+}
+
 /// A trainer on one GPU.
 pub struct GpuTrainer<'g, G> {
     gpu: &'g Gpu,
-    config: Config,
     model: Model,
     optimizer: GpuOptimizer,
     gradients: G,
-    /// The packed Q/K/V of `model` predate the last update.
-    stale: bool,
 }
 
 impl<'g, G: GpuGradients> GpuTrainer<'g, G> {
@@ -45,18 +51,12 @@ impl<'g, G: GpuGradients> GpuTrainer<'g, G> {
     pub fn new(gpu: &'g Gpu, config: &Config, optimizer: Optimizer, initial: &Weights<ArrayD<f64>>, gradients: G) -> Result<Self> {
         let model = Model::load(gpu, config.clone(), &initial.try_map(config, |_, a| Ok(a.mapv(|x| x as f32)))?)?;
         let optimizer = GpuOptimizer::new(gpu, config, optimizer, model.weights())?;
-        Ok(Self { gpu, config: config.clone(), model, optimizer, gradients, stale: false })
+        Ok(Self { gpu, model, optimizer, gradients })
     }
 
-    /// The model with its current parameters (rebuilt after updates; see the module's note).
-    pub fn model(&mut self) -> Result<&Model> {
-        if self.stale {
-            let state = self.optimizer.state(self.gpu)?;
-            let weights = state.params.try_map(&self.config, |_, a| Ok(a.mapv(|x| x as f32)))?;
-            self.model = Model::load(self.gpu, self.config.clone(), &weights)?;
-            self.stale = false;
-        }
-        Ok(&self.model)
+    /// The model with its current parameters.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 }
 
@@ -67,14 +67,15 @@ impl<G: GpuGradients> Backend for GpuTrainer<'_, G> {
 
     fn step(&mut self, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>, t: u64, lr: f64) -> Result<()> {
         let grads = self.gradients.gradients(self.gpu, &self.model, tokens, targets)?;
-        self.optimizer.step(self.gpu, &grads, self.model.weights(), t, lr)?;
-        self.stale = true;
-        Ok(())
+        let mut encoder = self.gpu.encoder();
+        self.optimizer.record_step(self.gpu, &mut encoder, &grads, self.model.weights(), t, lr)?;
+        self.model.record_repack(self.gpu, &mut encoder)?;
+        self.gpu.submit_and_wait(encoder)
     }
 
     fn evaluate(&mut self, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>) -> Result<Evaluation> {
         let gpu = self.gpu;
-        let logits = self.model()?.forward(gpu, tokens.into_dyn())?;
+        let logits = self.model.forward(gpu, tokens.into_dyn())?;
         evaluate_logits(logits.mapv(f64::from).view(), targets)
     }
 
@@ -92,7 +93,8 @@ impl<G: GpuGradients> Backend for GpuTrainer<'_, G> {
 
     fn set_state(&mut self, state: &State) -> Result<()> {
         self.optimizer.set_state(self.gpu, state, self.model.weights())?;
-        self.stale = true;
-        Ok(())
+        let mut encoder = self.gpu.encoder();
+        self.model.record_repack(self.gpu, &mut encoder)?;
+        self.gpu.submit_and_wait(encoder)
     }
 }

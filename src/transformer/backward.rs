@@ -143,6 +143,23 @@ impl State {
 }
 
 impl Model {
+    /// Records the repacking of every block's `W_Q`, `W_K`, `W_V` \[H, d_model, d_head\] into the
+    /// packed \[d_model, H·d_head\] copies the forward projects with. A trainer that updates the
+    /// weights in place (on the GPU) records this after each update, so that the next forward and
+    /// backward see the new values.
+    pub fn record_repack(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        for (block, packed) in self.weights.blocks.iter().zip(&self.packed) {
+            let a = &block.attn;
+            for (w, out) in [&a.w_q, &a.w_k, &a.w_v].into_iter().zip(packed) {
+                let &[h, dm, dh] = w.shape() else {
+                    return Err(Error::Shape(format!("{} must be [H, d_model, d_head]", crate::error::fmt_shape(w.shape()))));
+                };
+                permute::swap_axes(gpu, encoder, w, [1, h, dm, dh], 1.0, out, false)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The bytes of GPU memory a backward step of the last shapes holds beyond the weights: the
     /// forward's activations and scratch, every gradient, and the parameter gradients (the
     /// matmul's and column sums' small shared scratch left out).
