@@ -32,6 +32,7 @@ pub mod hooks;
 pub mod intervention;
 mod load;
 pub(crate) mod kernels;
+pub(crate) mod variant_kernels;
 pub mod weights;
 
 use std::sync::Mutex;
