@@ -68,8 +68,7 @@ fn rows_of(x: &GpuTensor, what: &str) -> Result<(u32, u32)> {
 fn dispatch<P: bytemuck::Pod>(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
-    shader: Shader,
-    entry: &'static str,
+    (shader, entry): (Shader, &'static str),
     params: &P,
     buffers: &[&wgpu::Buffer],
     invocations: u64,
@@ -116,7 +115,7 @@ pub(crate) fn rms_norm(
     let flags = u32::from(w.is_some()) | u32::from(scale.is_some()) << 1;
     let params = RowParams { rows, n, flags, eps };
     let buffers = [out.buffer(), x.buffer(), w.unwrap_or(&w_stand_in).buffer(), scale.unwrap_or(&scale_stand_in).buffer()];
-    dispatch(gpu, encoder, NORM_ROWS, "rms_norm", &params, &buffers, u64::from(rows), ROWS_WG)
+    dispatch(gpu, encoder, (NORM_ROWS, "rms_norm"), &params, &buffers, u64::from(rows), ROWS_WG)
 }
 
 /// Records SoLU, `out = x · softmax(x)` over the last axis (`out` has `x`'s shape).
@@ -124,7 +123,7 @@ pub(crate) fn solu(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor,
     same_shape("solu", x, out)?;
     let (rows, n) = rows_of(x, "solu")?;
     let params = RowParams { rows, n, ..RowParams::default() };
-    dispatch(gpu, encoder, NORM_ROWS, "solu", &params, &[out.buffer(), x.buffer()], u64::from(rows), ROWS_WG)
+    dispatch(gpu, encoder, (NORM_ROWS, "solu"), &params, &[out.buffer(), x.buffer()], u64::from(rows), ROWS_WG)
 }
 
 /// Records `out [B, S, H, d] = x [B, S, d]` repeated along the head axis.
@@ -136,7 +135,7 @@ pub(crate) fn repeat_heads(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &Gp
         return Err(Error::Shape(format!("repeat_heads: {} into {}", fmt_shape(x.shape()), fmt_shape(out.shape()))));
     }
     let params = HeadParams { n: u32_of(out.len(), "repeat_heads")?, heads: heads as u32, m: d as u32, ..HeadParams::default() };
-    dispatch(gpu, encoder, HEADS, "repeat_heads", &params, &[out.buffer(), x.buffer()], out.len() as u64, HEADS_WG)
+    dispatch(gpu, encoder, (HEADS, "repeat_heads"), &params, &[out.buffer(), x.buffer()], out.len() as u64, HEADS_WG)
 }
 
 /// Records each head's projection of its own input, `out[.., h, :] = x[.., h, :] @ w[h] (+ bias[h])`,
@@ -167,7 +166,7 @@ pub(crate) fn project_heads(
         ..HeadParams::default()
     };
     let buffers = [out.buffer(), x.buffer(), w.buffer(), bias.unwrap_or(&stand_in).buffer()];
-    dispatch(gpu, encoder, HEADS, "project_heads", &params, &buffers, out.len() as u64, HEADS_WG)
+    dispatch(gpu, encoder, (HEADS, "project_heads"), &params, &buffers, out.len() as u64, HEADS_WG)
 }
 
 /// Records `out [B, S, m] = Σ_h x [B, S, H, m] + bias [m]`.
@@ -181,5 +180,5 @@ pub(crate) fn sum_heads(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTe
         return Err(Error::Limit { what: format!("sum_heads over {heads} heads"), limit: "llvmpipe's loop cap", needed: heads as u64, allowed: MAX_LOOP as u64 });
     }
     let params = HeadParams { n: u32_of(out.len(), "sum_heads")?, heads: heads as u32, m: m as u32, ..HeadParams::default() };
-    dispatch(gpu, encoder, HEADS, "sum_heads", &params, &[out.buffer(), x.buffer(), bias.buffer()], out.len() as u64, HEADS_WG)
+    dispatch(gpu, encoder, (HEADS, "sum_heads"), &params, &[out.buffer(), x.buffer(), bias.buffer()], out.len() as u64, HEADS_WG)
 }
