@@ -116,7 +116,13 @@ VARIANTS: Dict[str, tuple] = {
     "optional_hooks_attn_in": (dict(_SMALL, normalization_type="RMS", use_attn_in=True,
                                     use_attn_result=True), 2, 10),
     "mlp_in_parallel": (dict(_SMALL, parallel_attn_mlp=True, use_hook_mlp_in=True), 2, 10),
+    # attn.hook_result asked for by name of a model without use_attn_result (see ON_REQUEST).
+    "result_on_request": (dict(_SMALL), 2, 10),
 }
+# Cases whose saved config leaves use_attn_result off but whose cache also holds every
+# attn.hook_result (made by the same model with use_attn_result on, which changes no other value):
+# shaderlens produces the hook on request.
+ON_REQUEST = {"result_on_request"}
 
 # Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the
 # field (tests/data/verify_bad/transformer/refused_<name>.*; MANIFEST.tsv names the field).
@@ -183,7 +189,8 @@ def make_case(name: str, out_dir: str) -> None:
         tokens = np.array(FIXED_TOKENS[name], dtype=np.int64)
         assert tokens.shape == (batch, seq)
     notes: list = []
-    expected = tl_format.expected_arrays(config, weights, tokens, notes)
+    expected = tl_format.expected_arrays(
+        dict(config, use_attn_result=True) if name in ON_REQUEST else config, weights, tokens, notes)
     # The loaded float64 model must hold exactly the float32 values.
     check = tl_format.build_model(config)
     tl_format.load_weights(check, weights)

@@ -183,3 +183,32 @@ fn patched_tokens_must_stay_token_ids() {
     let patched = model.run(&gpu, tokens.view(), &Options { names: Names::Nothing, interventions: &interventions }).unwrap();
     assert_eq!(patched.logits, model.forward(&gpu, changed.view()).unwrap());
 }
+
+#[test]
+fn hook_result_is_available_on_request_without_use_attn_result() {
+    let gpu = common::gpu();
+    let Case { config, weights, tokens } = case("gelu_fast");
+    assert!(!config.optional_hooks.attn_result);
+    let model = Model::load(&gpu, config.clone(), &weights).unwrap();
+    // Not in the default cache, as in TransformerLens.
+    let all = model.run_with_cache(&gpu, tokens.view(), Names::All).unwrap();
+    assert!(all.cache.names().all(|n| !n.ends_with("hook_result")));
+    // Asked for by name: each head's z W_O, summing (with b_O) to hook_attn_out.
+    let names = Names::only(["blocks.1.attn.hook_result", "blocks.1.hook_attn_out"]);
+    let run = model.run(&gpu, tokens.view(), &Options { names: names.clone(), interventions: &[] }).unwrap();
+    let result = run.cache.get("blocks.1.attn.hook_result").unwrap();
+    assert_eq!(result.shape(), [2, 10, 4, 32]);
+    let b_o = weights.blocks[1].attn.b_o.clone();
+    let summed = result.sum_axis(ndarray::Axis(2)) + &b_o;
+    assert!(max_abs_diff(&summed, run.cache.get("blocks.1.hook_attn_out").unwrap()) < 1e-5);
+    assert!(max_abs_diff(&run.logits, &all.logits) < 1e-5);
+    let w64 = weights.try_map(&config, |_, a| Ok(a.mapv(f64::from))).unwrap();
+    let want = reference_forward(&config, &w64, tokens.view(), &names, &[]).unwrap();
+    common::assert_close(result, want.cache.get("blocks.1.attn.hook_result").unwrap(), 1e-4, 1e-3, "hook_result");
+    // An intervention on it works like on any hook: zeroing head 2's result is zeroing its z.
+    let by_result = [Intervention::zero("blocks.1.attn.hook_result").at_head(2)];
+    let by_z = [Intervention::zero("blocks.1.attn.hook_z").at_head(2)];
+    let a = model.run(&gpu, tokens.view(), &Options { names: Names::Nothing, interventions: &by_result }).unwrap();
+    let b = model.run(&gpu, tokens.view(), &Options { names: Names::Nothing, interventions: &by_z }).unwrap();
+    assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5 && max_abs_diff(&a.logits, &all.logits) > 1e-3);
+}

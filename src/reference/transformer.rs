@@ -45,6 +45,8 @@ pub fn forward(
     let (batch, seq) = check_tokens(config, tokens.view())?;
     weights.check_shapes(config, |a| a.shape())?;
     names.check(config)?;
+    // attn.hook_result on request: computed head by head, as with use_attn_result.
+    let config = &*crate::transformer::hooks::run_config(config, names, interventions);
     let hooks = hooks(config, batch, seq);
     check_interventions(&hooks, interventions)?;
     let mut run = Run { hooks, names, interventions, cache: Cache::default() };

@@ -148,7 +148,7 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, i
     let out_name = format!("{p}.hook_attn_out");
     let out = pass.target(&out_name, "block_out", &[batch, seq, dm])?;
     let inner = heads * d_head;
-    if config.optional_hooks.attn_result {
+    if pass.attn_result {
         pass.attn_result(encoder, p, &z, l, &out)?;
     } else {
         project(pass, encoder, &z.reshaped(&[rows, inner])?, &w.w_o.reshaped(&[inner, dm])?, &w.b_o, &out.reshaped(&[rows, dm])?)?;

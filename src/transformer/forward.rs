@@ -101,6 +101,9 @@ pub(super) struct Pass<'a> {
     reuse: bool,
     /// `hook_pos_embed`'s tensor in a shortformer model, added to every block's q and k inputs.
     shortformer_pos: Option<GpuTensor>,
+    /// Whether the output projection goes head by head through `attn.hook_result`
+    /// (`use_attn_result`, or the hook asked for by name or by an intervention).
+    attn_result: bool,
 }
 
 /// Records the whole forward pass into `encoder`; with `reuse`, the outputs are scratch tensors
@@ -129,7 +132,8 @@ pub(super) fn record(
         };
         interventions.push(Prepared { hook: intervention.hook.clone(), sel, edit });
     }
-    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq, reuse, shortformer_pos: None };
+    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq, reuse, shortformer_pos: None, attn_result: false };
+    pass.attn_result = hooks.iter().any(|h| h.name.ends_with(".attn.hook_result"));
     let config = &model.config;
     let weights = &model.weights;
     let hooked_tokens;

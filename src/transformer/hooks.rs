@@ -124,6 +124,39 @@ pub fn hook_names(config: &Config) -> Vec<String> {
     hooks(config, 1, 1).into_iter().map(|h| h.name).collect()
 }
 
+/// Every hook a run of `config` can produce when asked: the default ones and, when the config
+/// does not set `use_attn_result`, each block's `attn.hook_result` on request (computed from z
+/// and W_O: interpretability work asks for it constantly), in forward order.
+pub fn available(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
+    hooks(&with_results(config, true), batch, seq)
+}
+
+/// `config` with `attn.hook_result` produced when `on` (else as it is).
+fn with_results(config: &Config, on: bool) -> std::borrow::Cow<'_, Config> {
+    if !on || config.optional_hooks.attn_result {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    let mut c = config.clone();
+    c.optional_hooks.attn_result = true;
+    std::borrow::Cow::Owned(c)
+}
+
+/// The config a run computes: `config`, with `use_attn_result` turned on when the names filter
+/// or an intervention asks for an `attn.hook_result` the config does not produce (the numbers are
+/// the same; the output projection then goes head by head through the hook).
+pub fn run_config<'a>(
+    config: &'a Config,
+    names: &Names,
+    interventions: &[crate::transformer::intervention::Intervention],
+) -> std::borrow::Cow<'a, Config> {
+    let result = |n: &str| n.ends_with(".attn.hook_result");
+    let asked = match names {
+        Names::Only(set) => set.iter().any(|n| result(n)),
+        _ => false,
+    } || interventions.iter().any(|i| result(&i.hook));
+    with_results(config, asked)
+}
+
 /// Which activations a run caches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Names {
@@ -151,10 +184,11 @@ impl Names {
         }
     }
 
-    /// Refuses a name that is not a hook of `config` (a typo would otherwise cache nothing).
+    /// Refuses a name that is not a hook of `config`, on request included ([`available`]): a
+    /// typo would otherwise cache nothing.
     pub fn check(&self, config: &Config) -> Result<()> {
         if let Names::Only(set) = self {
-            let known = hook_names(config);
+            let known: Vec<String> = available(config, 1, 1).into_iter().map(|h| h.name).collect();
             for name in set {
                 check_name(&known, name)?;
             }

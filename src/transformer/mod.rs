@@ -128,7 +128,7 @@ impl Model {
     fn check_run(&self, tokens: ArrayViewD<'_, i64>, options: &Options<'_>) -> Result<Vec<Hook>> {
         let (batch, seq) = check_tokens(&self.config, tokens)?;
         options.names.check(&self.config)?;
-        let hooks = hooks::hooks(&self.config, batch, seq);
+        let hooks = hooks::hooks(&hooks::run_config(&self.config, &options.names, options.interventions), batch, seq);
         check_interventions(&hooks, options.interventions)?;
         Ok(hooks)
     }
