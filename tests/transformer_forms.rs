@@ -212,3 +212,29 @@ fn hook_result_is_available_on_request_without_use_attn_result() {
     let b = model.run(&gpu, tokens.view(), &Options { names: Names::Nothing, interventions: &by_z }).unwrap();
     assert!(max_abs_diff(&a.logits, &b.logits) < 1e-5 && max_abs_diff(&a.logits, &all.logits) > 1e-3);
 }
+
+#[test]
+fn huge_activations_stay_finite_through_rms_norm_and_solu() {
+    let gpu = common::gpu();
+    // RMS: a residual stream of magnitude 1e30, whose mean square overflows float32 unless the
+    // kernel scales the row first. SoLU: pre-activations in the thousands (exp overflows unless
+    // shifted by the row maximum).
+    for (name, weight, factor) in [("rms", "embed.W_E", 1e30f32), ("solu", "blocks.0.mlp.W_in", 3e3)] {
+        let Case { config, mut weights, tokens } = case(name);
+        let w = if weight == "embed.W_E" { &mut weights.w_e } else { &mut weights.blocks[0].mlp.as_mut().unwrap().w_in };
+        w.mapv_inplace(|v| v * factor);
+        let names = Names::only(["blocks.0.ln1.hook_scale", "blocks.0.ln1.hook_normalized", "blocks.0.mlp.hook_post"]);
+        let model = Model::load(&gpu, config.clone(), &weights).unwrap();
+        let got = model.run(&gpu, tokens.view(), &Options { names: names.clone(), interventions: &[] }).unwrap();
+        let w64 = weights.try_map(&config, |_, a| Ok(a.mapv(f64::from))).unwrap();
+        let want = reference_forward(&config, &w64, tokens.view(), &names, &[]).unwrap();
+        assert!(got.logits.iter().all(|v| v.is_finite()), "{name}: logits not finite");
+        common::assert_close(&got.logits, &want.logits, 1e-4, 1e-3, &format!("{name}: logits"));
+        for (hook, a) in got.cache.iter() {
+            let want = want.cache.get(hook).unwrap();
+            // Relative to the hook's own magnitude (the scale is ~1e30).
+            let m = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1.0);
+            common::assert_close(&a.mapv(|v| (f64::from(v) / m) as f32), &want.mapv(|v| v / m), 1e-5, 1e-4, &format!("{name}: {hook}"));
+        }
+    }
+}
