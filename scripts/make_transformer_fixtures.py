@@ -116,6 +116,9 @@ VARIANTS: Dict[str, tuple] = {
     "optional_hooks_attn_in": (dict(_SMALL, normalization_type="RMS", use_attn_in=True,
                                     use_attn_result=True), 2, 10),
     "mlp_in_parallel": (dict(_SMALL, parallel_attn_mlp=True, use_hook_mlp_in=True), 2, 10),
+    # Shortformer positions on per-head inputs: repeated per head, added to q's and k's.
+    "shortformer_split_qkv": (dict(_SMALL, positional_embedding_type="shortformer",
+                                   use_split_qkv_input=True), 2, 10),
     # attn.hook_result asked for by name of a model without use_attn_result (see ON_REQUEST).
     "result_on_request": (dict(_SMALL), 2, 10),
 }
@@ -129,8 +132,7 @@ ON_REQUEST = {"result_on_request"}
 _TINY = dict(CASES["tiny"][0])
 REFUSED: Dict[str, tuple] = {
     "refused_rotary": (dict(_TINY, positional_embedding_type="rotary"), 1, 4),
-    "refused_shortformer_split_qkv": (dict(_TINY, positional_embedding_type="shortformer",
-                                           use_split_qkv_input=True), 1, 4),
+    "refused_qk_norm": (dict(_TINY, use_qk_norm=True), 1, 4),
     "refused_silu": (dict(_TINY, act_fn="silu"), 1, 4),
     "refused_alibi": (dict(_TINY, positional_embedding_type="alibi"), 1, 4),
     "refused_gated_mlp": (dict(_TINY, gated_mlp=True), 1, 4),

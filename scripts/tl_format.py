@@ -98,8 +98,6 @@ def unsupported(config: Mapping[str, Any]) -> List[str]:
     pos = c("positional_embedding_type", "standard")
     bad(pos not in POSITIONAL_EMBEDDING_TYPES,
         f"positional_embedding_type is {pos!r} ({POSITIONAL_EMBEDDING_TYPES})")
-    bad(pos == "shortformer" and bool(c("use_attn_in", False) or c("use_split_qkv_input", False)),
-        "positional_embedding_type 'shortformer' with per-head attention inputs")
     norm = c("normalization_type", "LN")
     bad(norm not in NORMALIZATION_TYPES, f"normalization_type is {norm!r} ({NORMALIZATION_TYPES})")
     bad(not attn_only and c("act_fn") not in ACT_FNS, f"act_fn is {c('act_fn')!r} (one of {ACT_FNS})")

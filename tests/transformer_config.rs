@@ -288,7 +288,7 @@ fn the_toy_model_variants_and_optional_hooks_are_read_and_listed() {
     assert_eq!(hooks.optional_hooks, OptionalHooks { attn_result: true, tokens: true, ..OptionalHooks::default() });
     assert_eq!(hooks.variants(), ["use_attn_result true", "use_hook_tokens true"]);
     assert_eq!(Config::from_json(&hooks.to_json()).unwrap(), hooks);
-    // Shortformer positions on per-head inputs are refused by name.
-    let e = refused(&[("positional_embedding_type", json!("shortformer")), ("use_split_qkv_input", json!(true))]);
-    assert!(e.contains("positional_embedding_type \"shortformer\" with use_split_qkv_input true is not supported"), "{e}");
+    // Shortformer positions on per-head inputs.
+    let both = with(&[("positional_embedding_type", json!("shortformer")), ("use_split_qkv_input", json!(true))]).unwrap();
+    assert_eq!(both.variants(), ["positional_embedding_type \"shortformer\"", "use_split_qkv_input true"]);
 }

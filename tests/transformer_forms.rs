@@ -75,7 +75,12 @@ fn norms_and_solu_under_interventions_match_the_reference() {
 
 #[test]
 fn shortformer_and_optional_hooks_under_interventions_match_the_reference() {
-    let cases: [(&str, Vec<Intervention>, Vec<&str>); 5] = [
+    let cases: [(&str, Vec<Intervention>, Vec<&str>); 6] = [
+        (
+            "shortformer_split_qkv",
+            vec![Intervention::scale("hook_pos_embed", 2.0).at_pos(2), Intervention::zero("blocks.1.hook_k_input").at_head(1).at_pos(4)],
+            vec!["hook_pos_embed", "blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.ln1.hook_normalized"],
+        ),
         (
             "toy_attn_only_2l",
             vec![Intervention::scale("hook_pos_embed", 2.0).at_pos(2), Intervention::zero("blocks.1.attn.hook_pattern").at_head(1)],

@@ -80,7 +80,15 @@ pub fn forward(
         let inputs = if config.optional_hooks.per_head_inputs() {
             let [q, k, v] = forms::per_head_inputs(&mut run, config, &p, &resid)?;
             let mut norm = |x: &ArrayD<f64>| forms::norm(&mut run, config.block_norm(), config.eps, &ln1, x, block.ln1.as_ref());
-            [norm(&q)?, norm(&k)?, norm(&v)?]
+            let [q, k, v] = [norm(&q)?, norm(&k)?, norm(&v)?];
+            match &shortformer {
+                // The positions repeated per head, added to q's and k's inputs.
+                Some(pos) => {
+                    let pos = forms::repeat_heads(pos, config.n_heads)?;
+                    [q + &pos, k + &pos, v]
+                }
+                None => [q, k, v],
+            }
         } else {
             let x = forms::norm(&mut run, config.block_norm(), config.eps, &ln1, &resid, block.ln1.as_ref())?;
             match &shortformer {

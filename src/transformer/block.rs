@@ -28,7 +28,11 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     let block = &model.weights.blocks[l];
     let p = format!("blocks.{l}");
     let inputs = if model.config.optional_hooks.per_head_inputs() {
-        pass.per_head_inputs(encoder, &p, &resid, block.ln1.as_ref())?
+        let [q, k, v] = pass.per_head_inputs(encoder, &p, &resid, block.ln1.as_ref())?;
+        match pass.shortformer_pos.clone() {
+            Some(pos) => [pass.shortformer_heads(encoder, &q, &pos, "q_in_pos")?, pass.shortformer_heads(encoder, &k, &pos, "k_in_pos")?, v],
+            None => [q, k, v],
+        }
     } else {
         let x = pass.layer_norm(encoder, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
         match pass.shortformer_pos.clone() {

@@ -287,12 +287,6 @@ impl Config {
         }
         let final_rms = forms::flag(&f, "final_rms")?;
         let optional_hooks = OptionalHooks::read(&f)?;
-        if shortformer && (optional_hooks.attn_in || optional_hooks.split_qkv_input) {
-            return Err(format!(
-                "positional_embedding_type \"shortformer\" with {} true is not supported (positions added to per-head inputs)",
-                if optional_hooks.attn_in { "use_attn_in" } else { "use_split_qkv_input" }
-            ));
-        }
         Ok(Self {
             n_layers,
             d_model,

@@ -151,6 +151,22 @@ impl Pass<'_> {
         Ok(qk)
     }
 
+    /// The shortformer input of q or k with per-head inputs: `x [B, S, H, d_model]` plus the
+    /// positions repeated per head, into the scratch tensor of `role`.
+    pub(super) fn shortformer_heads(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        pos: &GpuTensor,
+        role: &'static str,
+    ) -> Result<GpuTensor> {
+        let repeated = self.scratch("shortformer_heads", x.shape())?;
+        vk::repeat_heads(self.gpu, encoder, pos, &repeated)?;
+        let out = self.scratch(role, x.shape())?;
+        kernels::add(self.gpu, encoder, x, &repeated, &out)?;
+        Ok(out)
+    }
+
     /// `use_attn_result`: each head's `z W_O[h]` through `attn.hook_result`, then their sum plus
     /// `b_O` into `out` (the `hook_attn_out` tensor).
     pub(super) fn attn_result(&mut self, encoder: &mut wgpu::CommandEncoder, p: &str, z: &GpuTensor, l: usize, out: &GpuTensor) -> Result<()> {
