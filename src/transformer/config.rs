@@ -3,12 +3,14 @@
 //!
 //! Parsing is strict on purpose. SPEC's keys are read and checked here; every other key must be a
 //! TransformerLens field, and [`tl_fields`] decides what happens to it: ignored when it cannot
-//! change the forward pass, read when shaderlens implements it (the attention scale, its direction,
-//! the GELU variants), refused by name with its value otherwise. A value shaderlens does not
-//! implement (say `act_fn: "solu_ln"`) or a key that TransformerLens does not know (a typo) would
+//! change the forward pass, read when shaderlens implements it (the attention scale and direction
+//! in `attention.rs`; the norms, SoLU, shortformer and the optional hooks in `forms.rs`), refused
+//! by name with its value otherwise. A value shaderlens does not implement (say `act_fn: "silu"`)
+//! or a key that TransformerLens does not know (a typo) would
 //! otherwise be silently ignored and the forward pass would compute a different model than the
 //! one described.
 
+mod attention;
 mod forms;
 pub mod tl_fields;
 
@@ -275,7 +277,7 @@ impl Config {
         }
         // The GPU computes in float32: an eps it cannot hold is refused here, not at run time.
         crate::scalar::to_f32("eps", eps).map_err(|e| e.to_string())?;
-        let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention_fields(&f, d_head)?;
+        let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention::attention_fields(&f, d_head)?;
         let parallel = f.or("parallel_attn_mlp", &Value::Bool(false));
         let parallel_attn_mlp = match parallel {
             Value::Null => false,
@@ -395,50 +397,4 @@ impl Config {
         let layer_factor = if self.scale_attn_by_inverse_layer_idx { (layer + 1) as f64 } else { 1.0 };
         1.0 / (self.attn_scale * layer_factor)
     }
-}
-
-/// `use_attn_scale` / `attn_scale`, `scale_attn_by_inverse_layer_idx` and `attention_dir`, with
-/// TransformerLens's defaults when absent (SPEC-only configs): `(attn_scale, by_layer, causal)`.
-fn attention_fields(f: &Fields<'_>, d_head: usize) -> Result<(f64, bool, bool), String> {
-    let default_scale = (d_head as f64).sqrt();
-    let use_scale = f.or("use_attn_scale", &Value::Bool(true));
-    let use_scale = use_scale
-        .as_bool()
-        .ok_or_else(|| format!("use_attn_scale is {} but must be true or false", tl_fields::short(use_scale)))?;
-    let attn_scale = if use_scale {
-        let v = f.or("attn_scale", &Value::Null);
-        match v {
-            // TransformerLens's "not set": sqrt(d_head).
-            Value::Null => default_scale,
-            _ => match v.as_f64() {
-                Some(-1.0) => default_scale,
-                Some(s) if s.is_finite() && s > 0.0 => s,
-                _ => {
-                    return Err(format!(
-                        "attn_scale is {} but must be a finite number > 0 (or -1 for sqrt(d_head)) when use_attn_scale is true",
-                        tl_fields::short(v)
-                    ))
-                }
-            },
-        }
-    } else {
-        1.0
-    };
-    let by_layer = f.or("scale_attn_by_inverse_layer_idx", &Value::Bool(false));
-    let by_layer = by_layer.as_bool().ok_or_else(|| {
-        format!("scale_attn_by_inverse_layer_idx is {} but must be true or false", tl_fields::short(by_layer))
-    })?;
-    let dir = f.or("attention_dir", &Value::Null);
-    let causal = match dir.as_str() {
-        None if dir.is_null() => true,
-        Some("causal") => true,
-        Some("bidirectional") => false,
-        _ => {
-            return Err(format!(
-                "attention_dir is {} but shaderlens needs \"causal\" or \"bidirectional\"",
-                tl_fields::short(dir)
-            ))
-        }
-    };
-    Ok((attn_scale, by_layer, causal))
 }
