@@ -124,7 +124,8 @@ VARIANTS: Dict[str, tuple] = {
 }
 # Cases whose saved config leaves use_attn_result off but whose cache also holds every
 # attn.hook_result (made by the same model with use_attn_result on, which changes no other value):
-# shaderlens produces the hook on request.
+# shaderlens produces the hook on request. Written to tests/data/on_request/transformer/ (not
+# fixtures/, whose caches are the default ones), where tests/transformer_forms.rs runs verify.
 ON_REQUEST = {"result_on_request"}
 
 # Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the
@@ -224,8 +225,9 @@ def main() -> int:
             p.error(f"unknown case {c!r}; cases: {', '.join(every)}")
     good = os.path.join(root, "fixtures", "transformer")
     bad = os.path.join(root, "tests", "data", "verify_bad", "transformer")
+    on_request = os.path.join(root, "tests", "data", "on_request", "transformer")
     for c in args.cases or list(every):
-        make_case(c, args.out or (bad if c in REFUSED else good))
+        make_case(c, args.out or (bad if c in REFUSED else on_request if c in ON_REQUEST else good))
     return 0
 
 

@@ -148,6 +148,13 @@ fn an_intervention_on_hook_q_input_changes_q_only() {
     };
     assert_eq!(q(&plain, 0), q(&run, 0));
     assert!(max_abs_diff(&q(&plain, 2), &q(&run, 2)) > 1e-3);
+    // The whole cache comes in TransformerLens's order: the three inputs, then ln1's hooks.
+    for name in ["optional_hooks_split", "optional_hooks_attn_in", "shortformer_split_qkv"] {
+        let Case { config, weights, tokens } = case(name);
+        let model = Model::load(&gpu, config.clone(), &weights).unwrap();
+        let all = model.run_with_cache(&gpu, tokens.view(), Names::All).unwrap();
+        assert_eq!(all.cache.names().collect::<Vec<_>>(), shaderlens::transformer::hook_names(&config), "{name}");
+    }
 }
 
 #[test]
@@ -242,4 +249,19 @@ fn huge_activations_stay_finite_through_rms_norm_and_solu() {
             common::assert_close(&a.mapv(|v| (f64::from(v) / m) as f32), &want.mapv(|v| v / m), 1e-5, 1e-4, &format!("{name}: {hook}"));
         }
     }
+}
+
+#[test]
+fn verify_checks_hook_result_on_request() {
+    // A TransformerLens model without use_attn_result whose fixture also expects every
+    // attn.hook_result (made with use_attn_result on): verify asks for them by name.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shaderlens"))
+        .args(["verify", "--json", "tests/data/on_request/transformer/result_on_request.npz"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"status\":\"PASS\""), "{text}");
+    assert!(out.status.success(), "{text}");
 }

@@ -123,19 +123,24 @@ impl Pass<'_> {
         };
         let roles = ["q_input", "k_input", "v_input"];
         let form = config.block_norm();
-        let mut normed = Vec::with_capacity(3);
-        let mut input: Option<GpuTensor> = None;
+        // The inputs are all hooked before ln1 runs (TransformerLens's order): use_attn_in hooks
+        // one input, which ln1 then normalises again for each projection.
+        let mut inputs: Vec<GpuTensor> = Vec::with_capacity(3);
         for (i, name) in names.iter().enumerate() {
-            // use_attn_in: one hooked input, normalised again for each projection.
-            if i == 0 || names[i - 1] != *name {
-                let t = self.target(name, roles[i], &shape)?;
-                vk::repeat_heads(self.gpu, encoder, resid, &t)?;
-                self.hook(encoder, name, &t)?;
-                input = Some(t);
+            match inputs.last() {
+                Some(last) if names[i - 1] == *name => inputs.push(last.clone()),
+                _ => {
+                    let t = self.target(name, roles[i], &shape)?;
+                    vk::repeat_heads(self.gpu, encoder, resid, &t)?;
+                    self.hook(encoder, name, &t)?;
+                    inputs.push(t);
+                }
             }
-            let x = input.clone().ok_or_else(|| Error::Input("per-head inputs: no input".into()))?;
+        }
+        let mut normed = Vec::with_capacity(3);
+        for (i, x) in inputs.iter().enumerate() {
             // Each normalised input gets its own tensor: the next ln1 call reuses the scratch.
-            let y = self.norm(encoder, form, &format!("{p}.ln1"), &x, ln1)?;
+            let y = self.norm(encoder, form, &format!("{p}.ln1"), x, ln1)?;
             let own = self.scratch(["q_in_ln", "k_in_ln", "v_in_ln"][i], &shape)?;
             kernels::copy(encoder, &y, &own)?;
             normed.push(own);
