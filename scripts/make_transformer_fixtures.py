@@ -92,19 +92,53 @@ VARIANTS: Dict[str, tuple] = {
     "gqa_equal_heads": (dict(_SMALL, n_key_value_heads=4), 2, 10),
     # GPT-J-style blocks: the MLP reads ln2(resid_pre); no hook_resid_mid.
     "parallel_attn_mlp": (dict(_SMALL, parallel_attn_mlp=True), 2, 10),
+    # Shaped like TransformerLens's own toy models (attn-only-2l, gelu-2l, solu-2l: Neel Nanda's
+    # "neel" architecture), small and with random weights: shortformer positions (W_pos added to
+    # the inputs of q and k only), SoLU followed by a LayerNorm over d_mlp.
+    "toy_attn_only_2l": (dict(_SMALL, attn_only=True, positional_embedding_type="shortformer",
+                              original_architecture="neel"), 2, 10),
+    "toy_gelu_2l": (dict(_SMALL, positional_embedding_type="shortformer",
+                         original_architecture="neel"), 2, 10),
+    "toy_solu_2l": (dict(_SMALL, act_fn="solu_ln", original_architecture="neel"), 2, 10),
+    # SoLU without its LayerNorm; solu_ln in an LNPre model (mlp.ln without weights) with a final
+    # RMSPre norm (final_rms).
+    "solu": (dict(_SMALL, act_fn="solu"), 2, 10),
+    "solu_ln_lnpre_final_rms": (dict(_SMALL, act_fn="solu_ln", normalization_type="LNPre",
+                                     final_rms=True), 2, 10),
+    # RMS norms: with weights (no biases), without, and an LN model with a final RMS norm.
+    "rms": (dict(_SMALL, normalization_type="RMS"), 2, 10),
+    "rms_pre": (dict(_SMALL, normalization_type="RMSPre"), 2, 10),
+    "final_rms": (dict(_SMALL, final_rms=True), 2, 10),
+    # The optional hooks: per-head q/k/v inputs (ln1 per head), per-head results, hook_mlp_in,
+    # hook_tokens; and hook_attn_in in an RMS model; hook_mlp_in in a parallel block.
+    "optional_hooks_split": (dict(_SMALL, use_split_qkv_input=True, use_attn_result=True,
+                                  use_hook_mlp_in=True, use_hook_tokens=True), 2, 10),
+    "optional_hooks_attn_in": (dict(_SMALL, normalization_type="RMS", use_attn_in=True,
+                                    use_attn_result=True), 2, 10),
+    "mlp_in_parallel": (dict(_SMALL, parallel_attn_mlp=True, use_hook_mlp_in=True), 2, 10),
+    # Shortformer positions on per-head inputs: repeated per head, added to q's and k's.
+    "shortformer_split_qkv": (dict(_SMALL, positional_embedding_type="shortformer",
+                                   use_split_qkv_input=True), 2, 10),
+    # attn.hook_result asked for by name of a model without use_attn_result (see ON_REQUEST).
+    "result_on_request": (dict(_SMALL), 2, 10),
 }
+# Cases whose saved config leaves use_attn_result off but whose cache also holds every
+# attn.hook_result (made by the same model with use_attn_result on, which changes no other value):
+# shaderlens produces the hook on request. Written to tests/data/on_request/transformer/ (not
+# fixtures/, whose caches are the default ones), where tests/transformer_forms.rs runs verify.
+ON_REQUEST = {"result_on_request"}
 
 # Real TransformerLens models with a field shaderlens refuses: `verify` must give ERROR naming the
 # field (tests/data/verify_bad/transformer/refused_<name>.*; MANIFEST.tsv names the field).
 _TINY = dict(CASES["tiny"][0])
 REFUSED: Dict[str, tuple] = {
     "refused_rotary": (dict(_TINY, positional_embedding_type="rotary"), 1, 4),
-    "refused_shortformer": (dict(_TINY, positional_embedding_type="shortformer"), 1, 4),
-    "refused_rms": (dict(_TINY, normalization_type="RMS"), 1, 4),
-    "refused_solu_ln": (dict(_TINY, act_fn="solu_ln"), 1, 4),
+    "refused_qk_norm": (dict(_TINY, use_qk_norm=True), 1, 4),
+    "refused_silu": (dict(_TINY, act_fn="silu"), 1, 4),
+    "refused_alibi": (dict(_TINY, positional_embedding_type="alibi"), 1, 4),
+    "refused_gated_mlp": (dict(_TINY, gated_mlp=True), 1, 4),
     "refused_gqa": (dict(_TINY, n_key_value_heads=1), 1, 4),
     "refused_logit_soft_cap": (dict(_TINY, output_logits_soft_cap=2.0), 1, 4),
-    "refused_use_attn_result": (dict(_TINY, use_attn_result=True), 1, 4),
 }
 # Cases whose tokens are fixed by hand rather than drawn (tiny's draw repeats one token).
 FIXED_TOKENS = {"tiny": [[4, 2, 3, 0]]}
@@ -129,7 +163,7 @@ def random_weights(config: Dict[str, Any], rng: np.random.Generator) -> Dict[str
             a = normal
         elif leaf == "W_pos":
             a = 0.5 * normal
-        elif leaf in ("W_Q", "W_K", "W_V", "W_in", "W_U"):
+        elif leaf in ("W_Q", "W_K", "W_V", "W_in", "W_gate", "W_U"):
             a = normal / np.sqrt(d_model)
         elif leaf == "W_O":
             a = normal / np.sqrt(n_heads * d_head)
@@ -158,7 +192,8 @@ def make_case(name: str, out_dir: str) -> None:
         tokens = np.array(FIXED_TOKENS[name], dtype=np.int64)
         assert tokens.shape == (batch, seq)
     notes: list = []
-    expected = tl_format.expected_arrays(config, weights, tokens, notes)
+    expected = tl_format.expected_arrays(
+        dict(config, use_attn_result=True) if name in ON_REQUEST else config, weights, tokens, notes)
     # The loaded float64 model must hold exactly the float32 values.
     check = tl_format.build_model(config)
     tl_format.load_weights(check, weights)
@@ -190,8 +225,9 @@ def main() -> int:
             p.error(f"unknown case {c!r}; cases: {', '.join(every)}")
     good = os.path.join(root, "fixtures", "transformer")
     bad = os.path.join(root, "tests", "data", "verify_bad", "transformer")
+    on_request = os.path.join(root, "tests", "data", "on_request", "transformer")
     for c in args.cases or list(every):
-        make_case(c, args.out or (bad if c in REFUSED else good))
+        make_case(c, args.out or (bad if c in REFUSED else on_request if c in ON_REQUEST else good))
     return 0
 
 

@@ -56,14 +56,14 @@ SPEC_KEYS = (
 )
 
 # The act_fn values shaderlens implements (docs/transformerlens.md).
-ACT_FNS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
-NORMALIZATION_TYPES = ("LN", "LNPre", None)
+ACT_FNS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "solu", "solu_ln")
+NORMALIZATION_TYPES = ("LN", "LNPre", "RMS", "RMSPre", None)
+POSITIONAL_EMBEDDING_TYPES = ("standard", "shortformer")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 
 # Boolean switches that change the forward pass (or add hooks) and that shaderlens refuses when on.
 REFUSED_SWITCHES = (
-    "use_attn_result", "use_split_qkv_input", "use_hook_mlp_in", "use_attn_in", "use_hook_tokens",
     "use_qk_norm", "use_logn_attn", "use_local_attn", "post_embedding_ln",
     "load_in_4bit", "use_normalization_before_and_after", "use_attention_sinks",
 )
@@ -96,9 +96,10 @@ def unsupported(config: Mapping[str, Any]) -> List[str]:
     c = config.get
     attn_only = bool(c("attn_only", False))
     pos = c("positional_embedding_type", "standard")
-    bad(pos != "standard", f"positional_embedding_type is {pos!r} (only 'standard')")
+    bad(pos not in POSITIONAL_EMBEDDING_TYPES,
+        f"positional_embedding_type is {pos!r} ({POSITIONAL_EMBEDDING_TYPES})")
     norm = c("normalization_type", "LN")
-    bad(norm not in NORMALIZATION_TYPES, f"normalization_type is {norm!r} (LN, LNPre or None)")
+    bad(norm not in NORMALIZATION_TYPES, f"normalization_type is {norm!r} ({NORMALIZATION_TYPES})")
     bad(not attn_only and c("act_fn") not in ACT_FNS, f"act_fn is {c('act_fn')!r} (one of {ACT_FNS})")
     for k in REFUSED_SWITCHES:
         bad(bool(c(k, False)), f"{k} is set")
@@ -109,7 +110,6 @@ def unsupported(config: Mapping[str, Any]) -> List[str]:
     bad(c("n_key_value_heads") not in (None, c("n_heads")),
         f"n_key_value_heads is {c('n_key_value_heads')} (grouped-query attention)")
     bad(c("clip_qkv") is not None, f"clip_qkv is {c('clip_qkv')}")
-    bad(bool(c("final_rms", False)) and norm is not None, "final_rms is set")
     for cap in ("attn_scores_soft_cap", "output_logits_soft_cap"):
         v = c(cap)
         bad(v is not None and float(v) > 0, f"{cap} is {v}")

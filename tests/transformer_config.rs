@@ -105,16 +105,10 @@ fn fields_that_do_not_change_the_forward_pass_are_ignored_whatever_their_value()
 #[test]
 fn fields_that_change_the_forward_pass_are_refused_by_name_with_their_value() {
     let cases = [
-        ("use_attn_result", json!(true)),
-        ("use_split_qkv_input", json!(true)),
-        ("use_hook_mlp_in", json!(true)),
-        ("use_attn_in", json!(true)),
-        ("use_hook_tokens", json!(true)),
         ("n_key_value_heads", json!(1)),
         ("gated_mlp", json!(true)),
         ("num_experts", json!(4)),
         ("experts_per_token", json!(2)),
-        ("final_rms", json!(true)),
         ("use_qk_norm", json!(true)),
         ("clip_qkv", json!(8.0)),
         ("use_logn_attn", json!(true)),
@@ -146,12 +140,13 @@ fn fields_that_change_the_forward_pass_are_refused_by_name_with_their_value() {
 #[test]
 fn spec_values_shaderlens_does_not_implement_are_refused_by_name() {
     for (key, value, want) in [
-        ("act_fn", json!("solu_ln"), "act_fn \"solu_ln\" is not supported"),
         ("act_fn", json!("silu"), "act_fn \"silu\" is not supported"),
-        ("normalization_type", json!("RMS"), "normalization_type \"RMS\" is not supported"),
-        ("normalization_type", json!("RMSPre"), "normalization_type \"RMSPre\" is not supported"),
-        ("positional_embedding_type", json!("shortformer"), "positional_embedding_type \"shortformer\" is not supported"),
+        ("act_fn", json!("relu2"), "act_fn \"relu2\" is not supported"),
+        ("normalization_type", json!("RMSNorm"), "normalization_type \"RMSNorm\" is not supported"),
+        ("positional_embedding_type", json!("alibi"), "positional_embedding_type \"alibi\" is not supported"),
         ("positional_embedding_type", json!("rotary"), "positional_embedding_type \"rotary\" is not supported"),
+        ("final_rms", json!("yes"), "final_rms is \"yes\" but must be true or false"),
+        ("use_attn_result", json!(1), "use_attn_result is 1 but must be true or false"),
         ("attention_dir", json!("sideways"), "attention_dir is \"sideways\""),
         ("attn_scale", json!(0.0), "attn_scale is 0.0 but must be a finite number > 0"),
         ("use_attn_scale", json!("yes"), "use_attn_scale is \"yes\" but must be true or false"),
@@ -262,4 +257,38 @@ fn verify_names_the_refused_field_of_a_transformerlens_model() {
         seen += 1;
     }
     assert!(seen >= 7, "only {seen} refused-field cases in the manifest");
+}
+
+#[test]
+fn the_toy_model_variants_and_optional_hooks_are_read_and_listed() {
+    use shaderlens::transformer::config::{NormForm, OptionalHooks};
+    use shaderlens::transformer::Normalization;
+    let config = with(&[("normalization_type", json!("RMS")), ("act_fn", json!("solu_ln"))]).unwrap();
+    assert_eq!(config.normalization, Normalization::Rms);
+    assert_eq!(config.block_norm(), Some(NormForm::rms(true)));
+    // solu_ln's LayerNorm has weights only in LN models.
+    assert_eq!(config.mlp_norm(), Some(NormForm::layer_norm(false)));
+    assert_eq!(config.variants(), ["normalization_type \"RMS\"", "act_fn \"solu_ln\""]);
+    let e = config.refuse_variants("the backward pass").unwrap_err().to_string();
+    assert!(e.contains("the backward pass does not implement normalization_type \"RMS\""), "{e}");
+    assert_eq!(Config::from_json(&config.to_json()).unwrap(), config);
+    // final_rms: an RMS final norm for LN and LNPre, nothing without normalisation.
+    let final_rms = with(&[("final_rms", json!(true))]).unwrap();
+    assert_eq!((final_rms.block_norm(), final_rms.final_norm()), (Some(NormForm::layer_norm(true)), Some(NormForm::rms(true))));
+    assert_eq!(final_rms.variants(), ["final_rms true"]);
+    let pre = with(&[("final_rms", json!(true)), ("normalization_type", json!("LNPre"))]).unwrap();
+    assert_eq!(pre.final_norm(), Some(NormForm::rms(false)));
+    assert!(with(&[("final_rms", json!(true)), ("normalization_type", Value::Null)]).unwrap().variants().is_empty());
+    // shortformer, and the optional hooks.
+    let short = with(&[("positional_embedding_type", json!("shortformer"))]).unwrap();
+    assert!(short.shortformer);
+    assert_eq!(short.variants(), ["positional_embedding_type \"shortformer\""]);
+    assert_eq!(Config::from_json(&short.to_json()).unwrap(), short);
+    let hooks = with(&[("use_attn_result", json!(true)), ("use_hook_tokens", json!(true)), ("use_attn_in", Value::Null)]).unwrap();
+    assert_eq!(hooks.optional_hooks, OptionalHooks { attn_result: true, tokens: true, ..OptionalHooks::default() });
+    assert_eq!(hooks.variants(), ["use_attn_result true", "use_hook_tokens true"]);
+    assert_eq!(Config::from_json(&hooks.to_json()).unwrap(), hooks);
+    // Shortformer positions on per-head inputs.
+    let both = with(&[("positional_embedding_type", json!("shortformer")), ("use_split_qkv_input", json!(true))]).unwrap();
+    assert_eq!(both.variants(), ["positional_embedding_type \"shortformer\"", "use_split_qkv_input true"]);
 }

@@ -34,13 +34,13 @@ fn configs_with_unknown_keys_or_values_are_refused_by_name() {
     });
     assert!(e.contains("unknown field `rotary_dimm`"), "{e}");
     let e = config_error(|c| {
-        c.insert("act_fn".into(), "solu_ln".into());
+        c.insert("act_fn".into(), "silu".into());
     });
-    assert!(e.contains("act_fn \"solu_ln\" is not supported"), "{e}");
+    assert!(e.contains("act_fn \"silu\" is not supported"), "{e}");
     let e = config_error(|c| {
-        c.insert("normalization_type".into(), "RMS".into());
+        c.insert("normalization_type".into(), "RMSNorm".into());
     });
-    assert!(e.contains("normalization_type \"RMS\" is not supported"), "{e}");
+    assert!(e.contains("normalization_type \"RMSNorm\" is not supported"), "{e}");
     let e = config_error(|c| {
         c.insert("positional_embedding_type".into(), "rotary".into());
     });

@@ -118,7 +118,7 @@ def _tiny_arrays():
 def test_bad_configs_and_weights():
     cfg, arrays = _tiny_arrays()
     cases = [
-        ({**cfg, "act_fn": "solu_ln"}, arrays, "solu_ln"),
+        ({**cfg, "act_fn": "silu"}, arrays, "silu"),
         ({**cfg, "n_heads": 0}, arrays, "n_heads is 0"),
         ({**cfg, "positional_embedding_type": "rotary"}, arrays, "rotary"),
         ({k: v for k, v in cfg.items() if k != "d_model"}, arrays, "d_model"),

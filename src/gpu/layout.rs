@@ -50,5 +50,6 @@ pub fn all() -> Vec<ParamsLayout> {
     all.extend_from_slice(crate::ops::attention_layer::LAYOUTS);
     all.extend_from_slice(crate::transformer::kernels::LAYOUTS);
     all.extend_from_slice(crate::ops::backward::LAYOUTS);
+    all.extend_from_slice(crate::transformer::variant_kernels::LAYOUTS);
     all
 }

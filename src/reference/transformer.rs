@@ -16,11 +16,13 @@ use ndarray::{s, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
 use crate::error::{Error, Result};
 use crate::reference::attention::attention_scores;
 use crate::reference::gelu::gelu;
-use crate::reference::layer_norm::layer_norm_full;
 use crate::transformer::config::{Activation, Config};
 use crate::transformer::hooks::{check_interventions, check_tokens, find, hooks, Cache, Hook, Names};
 use crate::transformer::intervention::{apply_host, Intervention};
-use crate::transformer::weights::{LayerNormWeights, Weights};
+use crate::transformer::weights::Weights;
+
+#[path = "transformer_forms.rs"]
+pub mod forms;
 
 /// The result of a reference forward pass.
 #[derive(Clone, Debug)]
@@ -43,11 +45,20 @@ pub fn forward(
     let (batch, seq) = check_tokens(config, tokens.view())?;
     weights.check_shapes(config, |a| a.shape())?;
     names.check(config)?;
+    // attn.hook_result on request: computed head by head, as with use_attn_result.
+    let config = &*crate::transformer::hooks::run_config(config, names, interventions);
     let hooks = hooks(config, batch, seq);
     check_interventions(&hooks, interventions)?;
     let mut run = Run { hooks, names, interventions, cache: Cache::default() };
     let dm = config.d_model;
     let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
+    let hooked_tokens;
+    let tokens = if config.optional_hooks.tokens {
+        hooked_tokens = forms::hook_tokens(&mut run, config, tokens)?;
+        hooked_tokens.view()
+    } else {
+        tokens
+    };
 
     let w_e = weights.w_e.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
     let w_pos = weights.w_pos.view().into_dimensionality::<Ix2>().map_err(shape_err)?;
@@ -59,13 +70,33 @@ pub fn forward(
     }
     let embed = run.hook("hook_embed", embed)?;
     let pos = run.hook("hook_pos_embed", pos)?;
-    let mut resid = embed + pos;
+    // shortformer: the positions go to the queries' and keys' inputs, not the residual stream.
+    let (mut resid, shortformer) = if config.shortformer { (embed, Some(pos)) } else { (embed + pos, None) };
 
     for (l, block) in weights.blocks.iter().enumerate() {
         let p = format!("blocks.{l}");
         resid = run.hook(&format!("{p}.hook_resid_pre"), resid)?;
-        let x = layer_norm(&mut run, config, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
-        let attn_out = attention(&mut run, config, l, &x, &block.attn)?;
+        let ln1 = format!("{p}.ln1");
+        let inputs = if config.optional_hooks.per_head_inputs() {
+            let [q, k, v] = forms::per_head_inputs(&mut run, config, &p, &resid)?;
+            let mut norm = |x: &ArrayD<f64>| forms::norm(&mut run, config.block_norm(), config.eps, &ln1, x, block.ln1.as_ref());
+            let [q, k, v] = [norm(&q)?, norm(&k)?, norm(&v)?];
+            match &shortformer {
+                // The positions repeated per head, added to q's and k's inputs.
+                Some(pos) => {
+                    let pos = forms::repeat_heads(pos, config.n_heads)?;
+                    [q + &pos, k + &pos, v]
+                }
+                None => [q, k, v],
+            }
+        } else {
+            let x = forms::norm(&mut run, config.block_norm(), config.eps, &ln1, &resid, block.ln1.as_ref())?;
+            match &shortformer {
+                Some(pos) => [&x + pos, &x + pos, x],
+                None => [x.clone(), x.clone(), x],
+            }
+        };
+        let attn_out = attention(&mut run, config, l, &inputs, &block.attn)?;
         let attn_out = run.hook(&format!("{p}.hook_attn_out"), attn_out)?;
         let Some(mlp) = &block.mlp else {
             resid = run.hook(&format!("{p}.hook_resid_post"), resid + attn_out)?;
@@ -73,16 +104,18 @@ pub fn forward(
         };
         // parallel_attn_mlp: the MLP reads ln2(resid_pre), and resid_pre + attn_out (no hook)
         // takes the MLP's output afterwards.
-        let (mid, x) = if config.parallel_attn_mlp {
-            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &resid, block.ln2.as_ref())?;
-            (resid + attn_out, x)
+        let (mid, mlp_in) = if config.parallel_attn_mlp {
+            let mlp_in = resid.clone();
+            (resid + attn_out, mlp_in)
         } else {
             let mid = run.hook(&format!("{p}.hook_resid_mid"), resid + attn_out)?;
-            let x = layer_norm(&mut run, config, &format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
-            (mid, x)
+            (mid.clone(), mid)
         };
+        let mlp_in = if config.optional_hooks.mlp_in { run.hook(&format!("{p}.hook_mlp_in"), mlp_in)? } else { mlp_in };
+        let x = forms::norm(&mut run, config.block_norm(), config.eps, &format!("{p}.ln2"), &mlp_in, block.ln2.as_ref())?;
         let pre = run.hook(&format!("{p}.mlp.hook_pre"), linear(&x, &mlp.w_in, &mlp.b_in)?)?;
         let post = match (config.act_fn, config.act_fn.gelu()) {
+            (Activation::Solu | Activation::SoluLn, _) => forms::solu_mlp(&mut run, config, &p, &pre, mlp.ln.as_ref())?,
             (Activation::GeluFast, _) => pre.mapv(gelu_fast),
             (_, Some(kind)) => gelu(kind, pre.view()),
             (_, None) => pre.mapv(|v| v.max(0.0)),
@@ -91,7 +124,7 @@ pub fn forward(
         let mlp_out = run.hook(&format!("{p}.hook_mlp_out"), linear(&post, &mlp.w_out, &mlp.b_out)?)?;
         resid = run.hook(&format!("{p}.hook_resid_post"), mid + mlp_out)?;
     }
-    let x = layer_norm(&mut run, config, "ln_final", &resid, weights.ln_final.as_ref())?;
+    let x = forms::norm(&mut run, config.final_norm(), config.eps, "ln_final", &resid, weights.ln_final.as_ref())?;
     let x = run.hook("unembed.hook_in", x)?;
     let logits = run.hook("unembed.hook_out", linear(&x, &weights.w_u, &weights.b_u)?)?;
     Ok(TransformerRun { logits, cache: run.cache })
@@ -123,33 +156,6 @@ impl Run<'_> {
     }
 }
 
-/// TransformerLens's LayerNorm (or LNPre, or nothing) with its `hook_scale` and `hook_normalized`.
-fn layer_norm(
-    run: &mut Run<'_>,
-    config: &Config,
-    prefix: &str,
-    x: &ArrayD<f64>,
-    weights: Option<&LayerNormWeights<ArrayD<f64>>>,
-) -> Result<ArrayD<f64>> {
-    if !config.has_ln() {
-        return Ok(x.clone());
-    }
-    let (mut normalized, scale) = layer_norm_full(x.view(), None, config.eps)?;
-    let scale_name = format!("{prefix}.hook_scale");
-    if run.intervenes(&scale_name) {
-        // normalized = centred / scale, with the changed scale.
-        let new = run.hook(&scale_name, scale.clone())?;
-        normalized = normalized * &scale / &new;
-    } else {
-        run.hook(&scale_name, scale)?;
-    }
-    let normalized = run.hook(&format!("{prefix}.hook_normalized"), normalized)?;
-    Ok(match weights {
-        Some(ln) => normalized * &ln.w + &ln.b,
-        None => normalized,
-    })
-}
-
 /// TransformerLens's `gelu_fast`, `0.5 x (1 + tanh(x · 0.7978845608 · (1 + 0.044715 x²)))`, with
 /// its constant as written (not `sqrt(2/pi)`), in the tail-safe form of
 /// [`crate::reference::gelu::gelu_tanh`].
@@ -158,21 +164,24 @@ fn gelu_fast(x: f64) -> f64 {
     x / (1.0 + (-2.0 * u).exp())
 }
 
-/// The attention of block `layer` from its input to z, then `z W_O + b_O`, through every
-/// attention hook.
+/// The attention of block `layer` from the (normalised) inputs of q, k and v (\[B, S, d_model\],
+/// or \[B, S, H, d_model\] per head) to z, then `z W_O + b_O`, through every attention hook.
 fn attention(
     run: &mut Run<'_>,
     config: &Config,
     layer: usize,
-    x: &ArrayD<f64>,
+    inputs: &[ArrayD<f64>; 3],
     w: &crate::reference::attention_layer::AttentionWeights<ArrayD<f64>>,
 ) -> Result<ArrayD<f64>> {
     let shape_err = |e: ndarray::ShapeError| Error::Shape(e.to_string());
     let prefix = format!("blocks.{layer}");
-    let (batch, seq, dm) = (x.shape()[0], x.shape()[1], config.d_model);
+    let (batch, seq, dm) = (inputs[0].shape()[0], inputs[0].shape()[1], config.d_model);
     let (heads, d_head) = (config.n_heads, config.d_head);
-    let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
-    let project = |w: &ArrayD<f64>, b: &ArrayD<f64>| -> Result<ArrayD<f64>> {
+    let project = |x: &ArrayD<f64>, w: &ArrayD<f64>, b: &ArrayD<f64>| -> Result<ArrayD<f64>> {
+        if x.ndim() == 4 {
+            return forms::project_heads(x, w, Some(b));
+        }
+        let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
         let out = super::filled(&[batch, seq, heads, d_head], 0.0, "hook_q, hook_k or hook_v")?;
         let mut out = out.into_dimensionality::<Ix4>().map_err(shape_err)?;
         for h in 0..heads {
@@ -182,9 +191,9 @@ fn attention(
         }
         Ok(out.into_dyn())
     };
-    let q = run.hook(&format!("{prefix}.attn.hook_q"), project(&w.w_q, &w.b_q)?)?;
-    let k = run.hook(&format!("{prefix}.attn.hook_k"), project(&w.w_k, &w.b_k)?)?;
-    let v = run.hook(&format!("{prefix}.attn.hook_v"), project(&w.w_v, &w.b_v)?)?;
+    let q = run.hook(&format!("{prefix}.attn.hook_q"), project(&inputs[0], &w.w_q, &w.b_q)?)?;
+    let k = run.hook(&format!("{prefix}.attn.hook_k"), project(&inputs[1], &w.w_k, &w.b_k)?)?;
+    let v = run.hook(&format!("{prefix}.attn.hook_v"), project(&inputs[2], &w.w_v, &w.b_v)?)?;
     let scale = config.score_scale(layer);
     let scores = attention_scores(by_head(&q), by_head(&k), by_head(&v), config.causal, scale)?;
     let scores = run.hook(&format!("{prefix}.attn.hook_attn_scores"), scores)?;
@@ -204,6 +213,9 @@ fn attention(
         }
     }
     let z = run.hook(&format!("{prefix}.attn.hook_z"), z.into_dyn())?;
+    if config.optional_hooks.attn_result {
+        return forms::attn_result(run, &prefix, &z, &w.w_o, &w.b_o);
+    }
     let z_rows = z.to_shape((batch * seq, heads * d_head)).map_err(shape_err)?;
     let w_o = w.w_o.to_shape((heads * d_head, dm)).map_err(shape_err)?;
     let out = z_rows.dot(&w_o) + &w.b_o;

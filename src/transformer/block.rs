@@ -16,7 +16,8 @@ use crate::ops::gelu;
 use crate::ops::matmul::{self, Gemm};
 use crate::reference::attention::AttentionDims;
 use crate::tensor::GpuTensor;
-use crate::transformer::kernels;
+use crate::transformer::config::Activation;
+use crate::transformer::{kernels, variant_kernels};
 
 use super::Pass;
 
@@ -26,8 +27,23 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     let model = pass.model;
     let block = &model.weights.blocks[l];
     let p = format!("blocks.{l}");
-    let x = pass.layer_norm(encoder, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
-    let attn_out = attention(pass, encoder, &p, &x, l)?;
+    let inputs = if model.config.optional_hooks.per_head_inputs() {
+        let [q, k, v] = pass.per_head_inputs(encoder, &p, &resid, block.ln1.as_ref())?;
+        match pass.shortformer_pos.clone() {
+            Some(pos) => [pass.shortformer_heads(encoder, &q, &pos, "q_in_pos")?, pass.shortformer_heads(encoder, &k, &pos, "k_in_pos")?, v],
+            None => [q, k, v],
+        }
+    } else {
+        let x = pass.layer_norm(encoder, &format!("{p}.ln1"), &resid, block.ln1.as_ref())?;
+        match pass.shortformer_pos.clone() {
+            Some(pos) => {
+                let qk = pass.shortformer_qk(encoder, &x, &pos)?;
+                [qk.clone(), qk, x]
+            }
+            None => [x.clone(), x.clone(), x],
+        }
+    };
+    let attn_out = attention(pass, encoder, &p, &inputs, l)?;
     let shape = pass.resid_shape();
 
     let Some(mlp) = &block.mlp else {
@@ -49,7 +65,12 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     }
 
     let ln2_in = if parallel { &resid } else { &mid };
-    let x = pass.layer_norm(encoder, &format!("{p}.ln2"), ln2_in, block.ln2.as_ref())?;
+    let ln2_in = if model.config.optional_hooks.mlp_in {
+        pass.identity(encoder, &format!("{p}.hook_mlp_in"), ln2_in.clone())?
+    } else {
+        ln2_in.clone()
+    };
+    let x = pass.layer_norm(encoder, &format!("{p}.ln2"), &ln2_in, block.ln2.as_ref())?;
     let d_mlp = mlp.b_in.len();
     let hidden = [pass.batch, pass.seq, d_mlp];
     let pre_name = format!("{p}.mlp.hook_pre");
@@ -58,9 +79,10 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     pass.hook(encoder, &pre_name, &pre)?;
     let post_name = format!("{p}.mlp.hook_post");
     let post = pass.target(&post_name, "mlp_post", &hidden)?;
-    match model.config.act_fn.gelu() {
-        Some(kind) => gelu::record_into(pass.gpu, encoder, kind, &pre, &post)?,
-        None => kernels::columns(pass.gpu, encoder, &pre, None, None, true, &post)?,
+    match (model.config.act_fn, model.config.act_fn.gelu()) {
+        (Activation::Solu | Activation::SoluLn, _) => pass.solu_mlp(encoder, &p, &pre, l, &post)?,
+        (_, Some(kind)) => gelu::record_into(pass.gpu, encoder, kind, &pre, &post)?,
+        (_, None) => kernels::columns(pass.gpu, encoder, &pre, None, None, true, &post)?,
     }
     pass.hook(encoder, &post_name, &post)?;
     let out_name = format!("{p}.hook_mlp_out");
@@ -76,9 +98,10 @@ pub(super) fn record_block(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncod
     Ok(resid_post)
 }
 
-/// The attention of block `l` on its normalised input `x`, through the hooks from `hook_q` to
-/// `hook_attn_out`; returns the (hooked) `hook_attn_out`.
-fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x: &GpuTensor, l: usize) -> Result<GpuTensor> {
+/// The attention of block `l` on the normalised inputs of q, k and v (\[B, S, d_model\], or
+/// \[B, S, H, d_model\] per head), through the hooks from `hook_q` to `hook_attn_out`; returns the
+/// (hooked) `hook_attn_out`.
+fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, inputs: &[GpuTensor; 3], l: usize) -> Result<GpuTensor> {
     let model = pass.model;
     let w = &model.weights.blocks[l].attn;
     let config = &model.config;
@@ -87,11 +110,17 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
     let head_shape = [batch, seq, heads, d_head];
     let mut qkv = Vec::with_capacity(3);
     let packed = &model.packed[l];
+    let per_head = [&w.w_q, &w.w_k, &w.w_v];
     for (i, (suffix, role, bias)) in [("q", "q", &w.b_q), ("k", "k", &w.b_k), ("v", "v", &w.b_v)].into_iter().enumerate() {
         let name = format!("{p}.attn.hook_{suffix}");
         let t = pass.target(&name, role, &head_shape)?;
         let cols = heads * d_head;
-        project(pass, encoder, &x.reshaped(&[rows, dm])?, &packed[i], &bias.reshaped(&[cols])?, &t.reshaped(&[rows, cols])?)?;
+        let x = &inputs[i];
+        if x.shape().len() == 4 {
+            variant_kernels::project_heads(pass.gpu, encoder, x, per_head[i], Some(bias), &t)?;
+        } else {
+            project(pass, encoder, &x.reshaped(&[rows, dm])?, &packed[i], &bias.reshaped(&[cols])?, &t.reshaped(&[rows, cols])?)?;
+        }
         pass.hook(encoder, &name, &t)?;
         qkv.push(t);
     }
@@ -123,7 +152,11 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, x
     let out_name = format!("{p}.hook_attn_out");
     let out = pass.target(&out_name, "block_out", &[batch, seq, dm])?;
     let inner = heads * d_head;
-    project(pass, encoder, &z.reshaped(&[rows, inner])?, &w.w_o.reshaped(&[inner, dm])?, &w.b_o, &out.reshaped(&[rows, dm])?)?;
+    if pass.attn_result {
+        pass.attn_result(encoder, p, &z, l, &out)?;
+    } else {
+        project(pass, encoder, &z.reshaped(&[rows, inner])?, &w.w_o.reshaped(&[inner, dm])?, &w.b_o, &out.reshaped(&[rows, dm])?)?;
+    }
     pass.hook(encoder, &out_name, &out)?;
     Ok(out)
 }

@@ -3,13 +3,18 @@
 //!
 //! Parsing is strict on purpose. SPEC's keys are read and checked here; every other key must be a
 //! TransformerLens field, and [`tl_fields`] decides what happens to it: ignored when it cannot
-//! change the forward pass, read when shaderlens implements it (the attention scale, its direction,
-//! the GELU variants), refused by name with its value otherwise. A value shaderlens does not
-//! implement (say `act_fn: "solu_ln"`) or a key that TransformerLens does not know (a typo) would
+//! change the forward pass, read when shaderlens implements it (the attention scale and direction
+//! in `attention.rs`; the norms, SoLU, shortformer and the optional hooks in `forms.rs`), refused
+//! by name with its value otherwise. A value shaderlens does not implement (say `act_fn: "silu"`)
+//! or a key that TransformerLens does not know (a typo) would
 //! otherwise be silently ignored and the forward pass would compute a different model than the
 //! one described.
 
+mod attention;
+mod forms;
 pub mod tl_fields;
+
+pub use forms::{NormForm, OptionalHooks};
 
 use std::path::Path;
 
@@ -33,6 +38,11 @@ pub enum Activation {
     /// its constant differs from `sqrt(2/pi)` by 3.6e-12 relative (the float64 reference uses it
     /// as written, float32 cannot tell them apart).
     GeluFast,
+    /// `solu`: SoLU, `x · softmax(x)` over the MLP's hidden axis.
+    Solu,
+    /// `solu_ln`: SoLU followed by a LayerNorm `mlp.ln` over the hidden axis (with `mlp.hook_mid`
+    /// before it), as in TransformerLens's `solu-*l` toy models.
+    SoluLn,
 }
 
 impl Activation {
@@ -44,6 +54,8 @@ impl Activation {
             Activation::GeluTanh => "gelu_new",
             Activation::GeluPytorchTanh => "gelu_pytorch_tanh",
             Activation::GeluFast => "gelu_fast",
+            Activation::Solu => "solu",
+            Activation::SoluLn => "solu_ln",
         }
     }
 
@@ -55,6 +67,8 @@ impl Activation {
             "gelu_new" => Activation::GeluTanh,
             "gelu_pytorch_tanh" => Activation::GeluPytorchTanh,
             "gelu_fast" => Activation::GeluFast,
+            "solu" => Activation::Solu,
+            "solu_ln" => Activation::SoluLn,
             _ => return None,
         })
     }
@@ -62,7 +76,7 @@ impl Activation {
     /// The GPU kernel's GELU form, for the GELU activations (the three tanh forms share one).
     pub fn gelu(self) -> Option<Gelu> {
         match self {
-            Activation::Relu => None,
+            Activation::Relu | Activation::Solu | Activation::SoluLn => None,
             Activation::GeluErf => Some(Gelu::Erf),
             Activation::GeluTanh | Activation::GeluPytorchTanh | Activation::GeluFast => Some(Gelu::Tanh),
         }
@@ -76,6 +90,10 @@ pub enum Normalization {
     Ln,
     /// `LNPre`: layer norm without weights (as after TransformerLens's `fold_ln`).
     LnPre,
+    /// `RMS`: RMS norm (no centring, no bias) with weights `w`.
+    Rms,
+    /// `RMSPre`: RMS norm without weights.
+    RmsPre,
     /// `null`: no normalisation at all (no `ln*` weights or hooks).
     None,
 }
@@ -117,6 +135,13 @@ pub struct Config {
     /// `parallel_attn_mlp` (GPT-J): the MLP reads `ln2(resid_pre)` and both outputs are added to
     /// `resid_pre` at once; there is no `hook_resid_mid`.
     pub parallel_attn_mlp: bool,
+    /// `final_rms`: the final norm is an RMS norm (with `w` for `LN`, without for `LNPre`).
+    pub final_rms: bool,
+    /// `positional_embedding_type: shortformer`: `W_pos` is added to the inputs of the queries
+    /// and keys of every block (after ln1), not to the residual stream.
+    pub shortformer: bool,
+    /// The optional hooks the config asks for (`use_attn_result`, `use_split_qkv_input`, ...).
+    pub optional_hooks: OptionalHooks,
 }
 
 /// SPEC's config keys, in the order SPEC lists them (all required).
@@ -196,7 +221,7 @@ impl Config {
             (None, true) => Activation::Relu,
             (None, false) => {
                 return Err(format!(
-                    "act_fn {} is not supported (use \"relu\", \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\" or \"gelu_fast\")",
+                    "act_fn {} is not supported (use \"relu\", \"gelu\", \"gelu_new\", \"gelu_pytorch_tanh\", \"gelu_fast\", \"solu\" or \"solu_ln\")",
                     tl_fields::short(act)
                 ))
             }
@@ -204,21 +229,27 @@ impl Config {
         let normalization = match f.get("normalization_type")? {
             Value::String(s) if s == "LN" => Normalization::Ln,
             Value::String(s) if s == "LNPre" => Normalization::LnPre,
+            Value::String(s) if s == "RMS" => Normalization::Rms,
+            Value::String(s) if s == "RMSPre" => Normalization::RmsPre,
             Value::Null => Normalization::None,
             other => {
                 return Err(format!(
-                    "normalization_type {} is not supported (use \"LN\", \"LNPre\" or null)",
+                    "normalization_type {} is not supported (use \"LN\", \"LNPre\", \"RMS\", \"RMSPre\" or null)",
                     tl_fields::short(other)
                 ))
             }
         };
         let pos = f.get("positional_embedding_type")?;
-        if pos.as_str() != Some("standard") {
-            return Err(format!(
-                "positional_embedding_type {} is not supported (only \"standard\": a learned W_pos added to the embedding)",
-                tl_fields::short(pos)
-            ));
-        }
+        let shortformer = match pos.as_str() {
+            Some("standard") => false,
+            Some("shortformer") => true,
+            _ => {
+                return Err(format!(
+                    "positional_embedding_type {} is not supported (\"standard\" or \"shortformer\": a learned W_pos)",
+                    tl_fields::short(pos)
+                ))
+            }
+        };
         let n_layers = f.usize("n_layers")?;
         let mut sizes = [0; 6];
         for (slot, name) in sizes.iter_mut().zip(["d_model", "n_heads", "d_head", "d_vocab", "d_vocab_out", "n_ctx"]) {
@@ -246,7 +277,7 @@ impl Config {
         }
         // The GPU computes in float32: an eps it cannot hold is refused here, not at run time.
         crate::scalar::to_f32("eps", eps).map_err(|e| e.to_string())?;
-        let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention_fields(&f, d_head)?;
+        let (attn_scale, scale_attn_by_inverse_layer_idx, causal) = attention::attention_fields(&f, d_head)?;
         let parallel = f.or("parallel_attn_mlp", &Value::Bool(false));
         let parallel_attn_mlp = match parallel {
             Value::Null => false,
@@ -256,6 +287,8 @@ impl Config {
             // TransformerLens itself fails on this model (its parallel block calls a missing MLP).
             return Err("parallel_attn_mlp is true but attn_only is true: there is no MLP to run in parallel".into());
         }
+        let final_rms = forms::flag(&f, "final_rms")?;
+        let optional_hooks = OptionalHooks::read(&f)?;
         Ok(Self {
             n_layers,
             d_model,
@@ -273,6 +306,9 @@ impl Config {
             scale_attn_by_inverse_layer_idx,
             causal,
             parallel_attn_mlp,
+            final_rms,
+            shortformer,
+            optional_hooks,
         })
     }
 
@@ -282,9 +318,11 @@ impl Config {
         let normalization = match self.normalization {
             Normalization::Ln => serde_json::json!("LN"),
             Normalization::LnPre => serde_json::json!("LNPre"),
+            Normalization::Rms => serde_json::json!("RMS"),
+            Normalization::RmsPre => serde_json::json!("RMSPre"),
             Normalization::None => Value::Null,
         };
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "n_layers": self.n_layers,
             "d_model": self.d_model,
             "n_heads": self.n_heads,
@@ -297,24 +335,23 @@ impl Config {
             "normalization_type": normalization,
             "attn_only": self.attn_only,
             "eps": self.eps,
-            "positional_embedding_type": "standard",
+            "positional_embedding_type": if self.shortformer { "shortformer" } else { "standard" },
             "use_attn_scale": true,
             "attn_scale": self.attn_scale,
             "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
             "attention_dir": if self.causal { "causal" } else { "bidirectional" },
             "parallel_attn_mlp": self.parallel_attn_mlp,
+            "final_rms": self.final_rms,
         });
+        if let Value::Object(map) = &mut value {
+            self.optional_hooks.write(map);
+        }
         value.to_string()
     }
 
-    /// Whether the blocks have layer norms (and ln hooks): `LN` or `LNPre`.
+    /// Whether the blocks have norms (and ln hooks): anything but `null`.
     pub fn has_ln(&self) -> bool {
         self.normalization != Normalization::None
-    }
-
-    /// Whether the layer norms have weights (`LN`).
-    pub fn has_ln_weights(&self) -> bool {
-        self.normalization == Normalization::Ln
     }
 
     /// The MLP's hidden size, when the blocks have MLPs.
@@ -339,6 +376,7 @@ impl Config {
         if self.parallel_attn_mlp {
             out.push("parallel_attn_mlp true".to_string());
         }
+        out.extend(self.form_variants());
         out
     }
 
@@ -359,50 +397,4 @@ impl Config {
         let layer_factor = if self.scale_attn_by_inverse_layer_idx { (layer + 1) as f64 } else { 1.0 };
         1.0 / (self.attn_scale * layer_factor)
     }
-}
-
-/// `use_attn_scale` / `attn_scale`, `scale_attn_by_inverse_layer_idx` and `attention_dir`, with
-/// TransformerLens's defaults when absent (SPEC-only configs): `(attn_scale, by_layer, causal)`.
-fn attention_fields(f: &Fields<'_>, d_head: usize) -> Result<(f64, bool, bool), String> {
-    let default_scale = (d_head as f64).sqrt();
-    let use_scale = f.or("use_attn_scale", &Value::Bool(true));
-    let use_scale = use_scale
-        .as_bool()
-        .ok_or_else(|| format!("use_attn_scale is {} but must be true or false", tl_fields::short(use_scale)))?;
-    let attn_scale = if use_scale {
-        let v = f.or("attn_scale", &Value::Null);
-        match v {
-            // TransformerLens's "not set": sqrt(d_head).
-            Value::Null => default_scale,
-            _ => match v.as_f64() {
-                Some(-1.0) => default_scale,
-                Some(s) if s.is_finite() && s > 0.0 => s,
-                _ => {
-                    return Err(format!(
-                        "attn_scale is {} but must be a finite number > 0 (or -1 for sqrt(d_head)) when use_attn_scale is true",
-                        tl_fields::short(v)
-                    ))
-                }
-            },
-        }
-    } else {
-        1.0
-    };
-    let by_layer = f.or("scale_attn_by_inverse_layer_idx", &Value::Bool(false));
-    let by_layer = by_layer.as_bool().ok_or_else(|| {
-        format!("scale_attn_by_inverse_layer_idx is {} but must be true or false", tl_fields::short(by_layer))
-    })?;
-    let dir = f.or("attention_dir", &Value::Null);
-    let causal = match dir.as_str() {
-        None if dir.is_null() => true,
-        Some("causal") => true,
-        Some("bidirectional") => false,
-        _ => {
-            return Err(format!(
-                "attention_dir is {} but shaderlens needs \"causal\" or \"bidirectional\"",
-                tl_fields::short(dir)
-            ))
-        }
-    };
-    Ok((attn_scale, by_layer, causal))
 }

@@ -17,7 +17,6 @@ use ndarray::ArrayViewD;
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::layer_norm;
 use crate::tensor::GpuTensor;
 use crate::transformer::hooks::{Cache, Hook};
 use crate::transformer::intervention::{Action, Patch};
@@ -27,6 +26,8 @@ use crate::transformer::{Model, Options, Outputs};
 
 #[path = "block.rs"]
 mod block;
+#[path = "forward_forms.rs"]
+mod forms;
 
 /// Reusable intermediate tensors, by role (and, for [`crate::transformer::Model::run`], which
 /// reads its outputs back before it returns, the outputs by hook name), and the token buffer.
@@ -103,6 +104,11 @@ pub(super) struct Pass<'a> {
     /// Whether outputs (logits, cached activations) live in the scratch, by hook name, instead
     /// of fresh tensors: for a caller that reads them back before the next pass.
     reuse: bool,
+    /// `hook_pos_embed`'s tensor in a shortformer model, added to every block's q and k inputs.
+    shortformer_pos: Option<GpuTensor>,
+    /// Whether the output projection goes head by head through `attn.hook_result`
+    /// (`use_attn_result`, or the hook asked for by name or by an intervention).
+    attn_result: bool,
 }
 
 /// Records the whole forward pass into `encoder`; with `reuse`, the outputs are scratch tensors
@@ -131,9 +137,17 @@ pub(super) fn record(
         };
         interventions.push(Prepared { hook: intervention.hook.clone(), sel, edit });
     }
-    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq, reuse };
+    let mut pass = Pass { gpu, model, scratch, options, interventions, cache: Cache::default(), batch, seq, reuse, shortformer_pos: None, attn_result: false };
+    pass.attn_result = hooks.iter().any(|h| h.name.ends_with(".attn.hook_result"));
     let config = &model.config;
     let weights = &model.weights;
+    let hooked_tokens;
+    let tokens = if config.optional_hooks.tokens {
+        hooked_tokens = pass.hook_tokens(&hooks, tokens)?;
+        hooked_tokens.view()
+    } else {
+        tokens
+    };
     let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect(); // checked: 0 <= t < d_vocab
     let token_buffer = pass.scratch.tokens(gpu, &ids, reuse);
     let resid_shape = pass.resid_shape();
@@ -145,7 +159,17 @@ pub(super) fn record(
         None => pass.scratch("resid0", &resid_shape)?,
     };
     let embed_parts = [("hook_embed", EmbedParts::Token, "embed"), ("hook_pos_embed", EmbedParts::Position, "pos_embed")];
-    if embed_parts.iter().any(|(name, ..)| pass.wanted(name)) {
+    if config.shortformer {
+        // The residual stream is the token embedding alone; W_pos goes to q and k.
+        let embed = pass.target("hook_embed", "embed", &resid_shape)?;
+        kernels::embed(gpu, encoder, &token_buffer, &weights.w_e, &weights.w_pos, EmbedParts::Token, &embed)?;
+        pass.hook(encoder, "hook_embed", &embed)?;
+        let pos = pass.target("hook_pos_embed", "pos_embed", &resid_shape)?;
+        kernels::embed(gpu, encoder, &token_buffer, &weights.w_e, &weights.w_pos, EmbedParts::Position, &pos)?;
+        pass.hook(encoder, "hook_pos_embed", &pos)?;
+        kernels::copy(encoder, &embed, &resid)?;
+        pass.shortformer_pos = Some(pos);
+    } else if embed_parts.iter().any(|(name, ..)| pass.wanted(name)) {
         let mut parts = Vec::new();
         for (name, which, role) in embed_parts {
             let t = pass.target(name, role, &resid_shape)?;
@@ -168,7 +192,7 @@ pub(super) fn record(
         resid = block::record_block(&mut pass, encoder, l, resid)?;
     }
     let ln_weights = weights.ln_final.as_ref();
-    let x = pass.layer_norm(encoder, "ln_final", &resid, ln_weights)?;
+    let x = pass.norm(encoder, config.final_norm(), "ln_final", &resid, ln_weights)?;
     let x = pass.identity(encoder, "unembed.hook_in", x)?;
     let logits = pass.output("logits", &[batch, seq, config.d_vocab_out])?;
     block::linear(&pass, encoder, &x, &weights.w_u, &weights.b_u, &logits)?;
@@ -267,9 +291,8 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// TransformerLens's LayerNorm `prefix` (`blocks.0.ln1`, `ln_final`, …) of `x`, or `x` itself
-    /// for a model without normalisation. One fused kernel for `LN` unless `hook_normalized` is
-    /// wanted or `hook_scale` changed; otherwise the weightless norm, the hooks, then `w` and `b`.
+    /// The blocks' norm `prefix` (`blocks.0.ln1`, ...) of `x`, or `x` itself for a model without
+    /// normalisation (see [`Pass::norm`]).
     fn layer_norm(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
@@ -277,49 +300,7 @@ impl Pass<'_> {
         x: &GpuTensor,
         weights: Option<&LayerNormWeights<GpuTensor>>,
     ) -> Result<GpuTensor> {
-        let config = &self.model.config;
-        if !config.has_ln() {
-            return Ok(x.clone());
-        }
-        let eps = config.eps as f32;
-        let (scale_name, norm_name) = (format!("{prefix}.hook_scale"), format!("{prefix}.hook_normalized"));
-        let scale_shape = vec![self.batch, self.seq, 1];
-        let resid_shape = self.resid_shape();
-        let split = weights.is_none() || self.wanted(&norm_name) || self.intervened(&scale_name);
-        if !split {
-            if let Some(ln) = weights {
-                let out = self.scratch("ln_out", &resid_shape)?;
-                let scale = if self.cached(&scale_name) { Some(self.target(&scale_name, "scale", &scale_shape)?) } else { None };
-                layer_norm::record_into_full(self.gpu, encoder, x, Some((&ln.w, &ln.b)), eps, &out, scale.as_ref())?;
-                if let Some(scale) = &scale {
-                    self.hook(encoder, &scale_name, scale)?;
-                }
-                return Ok(out);
-            }
-        }
-        let normalized = self.target(&norm_name, "normalized", &resid_shape)?;
-        let scale = if self.wanted(&scale_name) { Some(self.target(&scale_name, "scale", &scale_shape)?) } else { None };
-        layer_norm::record_into_full(self.gpu, encoder, x, None, eps, &normalized, scale.as_ref())?;
-        if let Some(scale) = &scale {
-            if self.intervened(&scale_name) {
-                // normalized = centred / scale: divide again by the changed scale.
-                let old = self.scratch("scale_old", &scale_shape)?;
-                kernels::copy(encoder, scale, &old)?;
-                self.hook(encoder, &scale_name, scale)?;
-                kernels::rescale(self.gpu, encoder, &normalized, &old, scale)?;
-            } else {
-                self.hook(encoder, &scale_name, scale)?;
-            }
-        }
-        self.hook(encoder, &norm_name, &normalized)?;
-        match weights {
-            None => Ok(normalized),
-            Some(ln) => {
-                let out = self.scratch("ln_out", &resid_shape)?;
-                kernels::columns(self.gpu, encoder, &normalized, Some(&ln.w), Some(&ln.b), false, &out)?;
-                Ok(out)
-            }
-        }
+        self.norm(encoder, self.model.config.block_norm(), prefix, x, weights)
     }
 
     /// The residual scratch tensor that is not `live` (the two ping-pong).

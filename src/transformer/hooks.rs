@@ -5,7 +5,10 @@
 //! rules follow TransformerLens 3.9: models without normalisation have no `ln*` hooks,
 //! attention-only models have no `ln2`, `mlp.*`, `hook_resid_mid` or `hook_mlp_out`, parallel
 //! blocks (`parallel_attn_mlp`) no `hook_resid_mid`, and
-//! `hook_pos_embed` is \[B, S, d_model\] (broadcast over the batch).
+//! `hook_pos_embed` is \[B, S, d_model\] (broadcast over the batch). The optional hooks
+//! (`hook_tokens`, `hook_attn_in`, `hook_{q,k,v}_input`, `attn.hook_result`, `hook_mlp_in`) appear
+//! when the config asks for them; with per-head attention inputs ln1's hooks gain a head axis, and
+//! `solu_ln` adds `mlp.hook_mid` and the `mlp.ln` hooks.
 
 use std::collections::BTreeSet;
 
@@ -46,6 +49,10 @@ pub fn hooks(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
     let scale = vec![batch, seq, 1];
     let heads = vec![batch, seq, h, dh];
     let square = vec![batch, h, seq, seq];
+    let optional = config.optional_hooks;
+    if optional.tokens {
+        push("hook_tokens".into(), vec![batch, seq]);
+    }
     push("hook_embed".into(), resid.clone());
     push("hook_pos_embed".into(), resid.clone());
     let ln = |push: &mut dyn FnMut(String, Vec<usize>), prefix: &str| {
@@ -54,24 +61,54 @@ pub fn hooks(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
             push(format!("{prefix}.hook_normalized"), resid.clone());
         }
     };
+    let per_head = vec![batch, seq, h, dm];
     for l in 0..config.n_layers {
         let p = format!("blocks.{l}");
         push(format!("{p}.hook_resid_pre"), resid.clone());
-        ln(&mut push, &format!("{p}.ln1"));
+        if optional.attn_in {
+            push(format!("{p}.hook_attn_in"), per_head.clone());
+        }
+        if optional.split_qkv_input {
+            for name in ["hook_q_input", "hook_k_input", "hook_v_input"] {
+                push(format!("{p}.{name}"), per_head.clone());
+            }
+        }
+        if optional.per_head_inputs() {
+            // ln1 normalises each head's input: [B, S, H, 1] and [B, S, H, d_model].
+            if config.has_ln() {
+                push(format!("{p}.ln1.hook_scale"), vec![batch, seq, h, 1]);
+                push(format!("{p}.ln1.hook_normalized"), per_head.clone());
+            }
+        } else {
+            ln(&mut push, &format!("{p}.ln1"));
+        }
         for name in ["hook_q", "hook_k", "hook_v"] {
             push(format!("{p}.attn.{name}"), heads.clone());
         }
         push(format!("{p}.attn.hook_attn_scores"), square.clone());
         push(format!("{p}.attn.hook_pattern"), square.clone());
         push(format!("{p}.attn.hook_z"), heads.clone());
+        if optional.attn_result {
+            push(format!("{p}.attn.hook_result"), per_head.clone());
+        }
         push(format!("{p}.hook_attn_out"), resid.clone());
         if let Some(d_mlp) = config.mlp() {
             if !config.parallel_attn_mlp {
                 push(format!("{p}.hook_resid_mid"), resid.clone());
             }
+            if optional.mlp_in {
+                push(format!("{p}.hook_mlp_in"), resid.clone());
+            }
             ln(&mut push, &format!("{p}.ln2"));
-            push(format!("{p}.mlp.hook_pre"), vec![batch, seq, d_mlp]);
-            push(format!("{p}.mlp.hook_post"), vec![batch, seq, d_mlp]);
+            let hidden = vec![batch, seq, d_mlp];
+            push(format!("{p}.mlp.hook_pre"), hidden.clone());
+            if config.mlp_norm().is_some() {
+                // solu_ln: SoLU's output, then the LayerNorm over d_mlp.
+                push(format!("{p}.mlp.hook_mid"), hidden.clone());
+                push(format!("{p}.mlp.ln.hook_scale"), scale.clone());
+                push(format!("{p}.mlp.ln.hook_normalized"), hidden.clone());
+            }
+            push(format!("{p}.mlp.hook_post"), hidden);
             push(format!("{p}.hook_mlp_out"), resid.clone());
         }
         push(format!("{p}.hook_resid_post"), resid.clone());
@@ -85,6 +122,39 @@ pub fn hooks(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
 /// Every default hook name of `config`, in forward order (what `--cache all` caches).
 pub fn hook_names(config: &Config) -> Vec<String> {
     hooks(config, 1, 1).into_iter().map(|h| h.name).collect()
+}
+
+/// Every hook a run of `config` can produce when asked: the default ones and, when the config
+/// does not set `use_attn_result`, each block's `attn.hook_result` on request (computed from z
+/// and W_O: interpretability work asks for it constantly), in forward order.
+pub fn available(config: &Config, batch: usize, seq: usize) -> Vec<Hook> {
+    hooks(&with_results(config, true), batch, seq)
+}
+
+/// `config` with `attn.hook_result` produced when `on` (else as it is).
+fn with_results(config: &Config, on: bool) -> std::borrow::Cow<'_, Config> {
+    if !on || config.optional_hooks.attn_result {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    let mut c = config.clone();
+    c.optional_hooks.attn_result = true;
+    std::borrow::Cow::Owned(c)
+}
+
+/// The config a run computes: `config`, with `use_attn_result` turned on when the names filter
+/// or an intervention asks for an `attn.hook_result` the config does not produce (the numbers are
+/// the same; the output projection then goes head by head through the hook).
+pub fn run_config<'a>(
+    config: &'a Config,
+    names: &Names,
+    interventions: &[crate::transformer::intervention::Intervention],
+) -> std::borrow::Cow<'a, Config> {
+    let result = |n: &str| n.ends_with(".attn.hook_result");
+    let asked = match names {
+        Names::Only(set) => set.iter().any(|n| result(n)),
+        _ => false,
+    } || interventions.iter().any(|i| result(&i.hook));
+    with_results(config, asked)
 }
 
 /// Which activations a run caches.
@@ -114,10 +184,11 @@ impl Names {
         }
     }
 
-    /// Refuses a name that is not a hook of `config` (a typo would otherwise cache nothing).
+    /// Refuses a name that is not a hook of `config`, on request included ([`available`]): a
+    /// typo would otherwise cache nothing.
     pub fn check(&self, config: &Config) -> Result<()> {
         if let Names::Only(set) = self {
-            let known = hook_names(config);
+            let known: Vec<String> = available(config, 1, 1).into_iter().map(|h| h.name).collect();
             for name in set {
                 check_name(&known, name)?;
             }
@@ -192,9 +263,14 @@ impl<T> Cache<T> {
         self.entries
     }
 
-    /// Adds an activation (the forward passes call this in forward order).
+    /// Adds an activation (the forward passes call this in forward order). A hook that fires
+    /// again (ln1 once per q, k and v input with `use_split_qkv_input`) keeps its place and takes
+    /// the last value, as TransformerLens's cache dictionary does.
     pub(crate) fn push(&mut self, name: &str, value: T) {
-        self.entries.push((name.to_string(), value));
+        match self.entries.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.entries.push((name.to_string(), value)),
+        }
     }
 
     /// The same cache with every activation converted by `f`.

@@ -90,6 +90,8 @@ fn describe(config: &Config) -> String {
         match config.normalization {
             crate::transformer::config::Normalization::Ln => "LN",
             crate::transformer::config::Normalization::LnPre => "LNPre",
+            crate::transformer::config::Normalization::Rms => "RMS",
+            crate::transformer::config::Normalization::RmsPre => "RMSPre",
             crate::transformer::config::Normalization::None => "null",
         },
         config.attn_only

@@ -33,6 +33,7 @@ pub mod hooks;
 pub mod intervention;
 mod load;
 pub(crate) mod kernels;
+pub(crate) mod variant_kernels;
 pub mod weights;
 
 use std::sync::Mutex;
@@ -131,7 +132,7 @@ impl Model {
     fn check_run(&self, tokens: ArrayViewD<'_, i64>, options: &Options<'_>) -> Result<Vec<Hook>> {
         let (batch, seq) = check_tokens(&self.config, tokens)?;
         options.names.check(&self.config)?;
-        let hooks = hooks::hooks(&self.config, batch, seq);
+        let hooks = hooks::hooks(&hooks::run_config(&self.config, &options.names, options.interventions), batch, seq);
         check_interventions(&hooks, options.interventions)?;
         Ok(hooks)
     }

@@ -11,13 +11,14 @@ use crate::error::{Error, Result};
 use crate::reference::attention_layer::AttentionWeights;
 use crate::transformer::config::Config;
 
-/// A layer norm's weight `w` and bias `b`, each \[d_model\].
+/// A norm's weight `w` and bias `b`, each \[d_model\] (\[d_mlp\] for `mlp.ln`); an RMS norm has
+/// no bias.
 #[derive(Clone, Debug)]
 pub struct LayerNormWeights<T> {
     /// `w` \[d_model\].
     pub w: T,
-    /// `b` \[d_model\].
-    pub b: T,
+    /// `b` \[d_model\] (LayerNorm only).
+    pub b: Option<T>,
 }
 
 /// An MLP's weights.
@@ -31,6 +32,8 @@ pub struct MlpWeights<T> {
     pub w_out: T,
     /// `b_out` \[d_model\].
     pub b_out: T,
+    /// `ln.w`, `ln.b` \[d_mlp\]: the LayerNorm after SoLU (`act_fn` `solu_ln` in an `LN` model).
+    pub ln: Option<LayerNormWeights<T>>,
 }
 
 /// One block's weights (`blocks.{l}.*`).
@@ -70,12 +73,16 @@ pub fn weight_shapes(config: &Config) -> Vec<(String, Vec<usize>)> {
         ("embed.W_E".to_string(), vec![config.d_vocab, dm]),
         ("pos_embed.W_pos".to_string(), vec![config.n_ctx, dm]),
     ];
-    let ln = |prefix: &str, out: &mut Vec<(String, Vec<usize>)>| {
-        if config.has_ln_weights() {
-            out.push((format!("{prefix}.w"), vec![dm]));
-            out.push((format!("{prefix}.b"), vec![dm]));
+    let norm = |form: Option<crate::transformer::config::NormForm>, prefix: &str, n: usize, out: &mut Vec<(String, Vec<usize>)>| {
+        let form = form.unwrap_or(crate::transformer::config::NormForm::layer_norm(false));
+        if form.weight {
+            out.push((format!("{prefix}.w"), vec![n]));
+        }
+        if form.bias {
+            out.push((format!("{prefix}.b"), vec![n]));
         }
     };
+    let ln = |prefix: &str, out: &mut Vec<(String, Vec<usize>)>| norm(config.block_norm(), prefix, dm, out);
     for l in 0..config.n_layers {
         let p = format!("blocks.{l}");
         ln(&format!("{p}.ln1"), &mut out);
@@ -98,9 +105,12 @@ pub fn weight_shapes(config: &Config) -> Vec<(String, Vec<usize>)> {
             {
                 out.push((format!("{p}.mlp.{name}"), shape));
             }
+            if config.mlp_norm().is_some() {
+                norm(config.mlp_norm(), &format!("{p}.mlp.ln"), d_mlp, &mut out);
+            }
         }
     }
-    ln("ln_final", &mut out);
+    norm(config.final_norm(), "ln_final", dm, &mut out);
     out.push(("unembed.W_U".to_string(), vec![dm, config.d_vocab_out]));
     out.push(("unembed.b_U".to_string(), vec![config.d_vocab_out]));
     out
@@ -128,12 +138,17 @@ impl<T> Weights<T> {
                 .ok_or_else(|| Error::Input(format!("no weight {name} in this config")))?;
             get(name, shape)
         };
-        let ln = |prefix: &str, take: &mut dyn FnMut(&str) -> Result<T>| -> Result<Option<LayerNormWeights<T>>> {
-            if !config.has_ln_weights() {
-                return Ok(None);
+        let norm = |form: Option<crate::transformer::config::NormForm>, prefix: &str, take: &mut dyn FnMut(&str) -> Result<T>| {
+            match form.filter(|f| f.weight) {
+                None => Ok(None),
+                Some(f) => {
+                    let w = take(&format!("{prefix}.w"))?;
+                    let b = if f.bias { Some(take(&format!("{prefix}.b"))?) } else { None };
+                    Ok::<_, Error>(Some(LayerNormWeights { w, b }))
+                }
             }
-            Ok(Some(LayerNormWeights { w: take(&format!("{prefix}.w"))?, b: take(&format!("{prefix}.b"))? }))
         };
+        let ln = |prefix: &str, take: &mut dyn FnMut(&str) -> Result<T>| norm(config.block_norm(), prefix, take);
         let w_e = take("embed.W_E")?;
         let w_pos = take("pos_embed.W_pos")?;
         let mut blocks = Vec::with_capacity(config.n_layers);
@@ -154,14 +169,16 @@ impl<T> Weights<T> {
             let (ln2, mlp) = if config.mlp().is_some() {
                 let ln2 = ln(&format!("{p}.ln2"), &mut take)?;
                 let mut m = |name: &str| take(&format!("{p}.mlp.{name}"));
-                let mlp = MlpWeights { w_in: m("W_in")?, b_in: m("b_in")?, w_out: m("W_out")?, b_out: m("b_out")? };
+                let (w_in, b_in, w_out, b_out) = (m("W_in")?, m("b_in")?, m("W_out")?, m("b_out")?);
+                let ln = norm(config.mlp_norm(), &format!("{p}.mlp.ln"), &mut take)?;
+                let mlp = MlpWeights { w_in, b_in, w_out, b_out, ln };
                 (ln2, Some(mlp))
             } else {
                 (None, None)
             };
             blocks.push(BlockWeights { ln1, attn, ln2, mlp });
         }
-        let ln_final = ln("ln_final", &mut take)?;
+        let ln_final = norm(config.final_norm(), "ln_final", &mut take)?;
         Ok(Self { w_e, w_pos, blocks, ln_final, w_u: take("unembed.W_U")?, b_u: take("unembed.b_U")? })
     }
 
@@ -171,7 +188,9 @@ impl<T> Weights<T> {
         fn ln<'a, T>(prefix: String, ln: &'a Option<LayerNormWeights<T>>, out: &mut Vec<(String, &'a T)>) {
             if let Some(ln) = ln {
                 out.push((format!("{prefix}.w"), &ln.w));
-                out.push((format!("{prefix}.b"), &ln.b));
+                if let Some(b) = &ln.b {
+                    out.push((format!("{prefix}.b"), b));
+                }
             }
         }
         for (l, block) in self.blocks.iter().enumerate() {
@@ -195,6 +214,7 @@ impl<T> Weights<T> {
                 for (name, t) in [("W_in", &m.w_in), ("W_out", &m.w_out), ("b_in", &m.b_in), ("b_out", &m.b_out)] {
                     out.push((format!("{p}.mlp.{name}"), t));
                 }
+                ln(format!("{p}.mlp.ln"), &m.ln, &mut out);
             }
         }
         ln("ln_final".to_string(), &self.ln_final, &mut out);

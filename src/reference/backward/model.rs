@@ -168,7 +168,7 @@ impl Walk<'_> {
         }
         let n = self.act(&format!("{prefix}.hook_normalized"))?;
         Ok(match w {
-            Some(ln) => n * &ln.w + &ln.b,
+            Some(ln) => n * &ln.w + ln.b.as_ref().ok_or_else(|| Error::Input(format!("{prefix}: no bias")))?,
             None => n.clone(),
         })
     }

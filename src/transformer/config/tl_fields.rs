@@ -70,11 +70,6 @@ fn kv_heads_plain(v: &Value, config: &Map<String, Value>) -> bool {
     v.is_null() || config.get("n_heads") == Some(v)
 }
 
-/// `final_rms` swaps the final LayerNorm for an RMS norm; a model without normalisation has none.
-fn final_rms_off(v: &Value, config: &Map<String, Value>) -> bool {
-    is_false(v, config) || config.get("normalization_type").is_some_and(Value::is_null)
-}
-
 /// OLMo 2/3 and OLMoE get QK-norm and post-norm blocks from `original_architecture` alone.
 fn not_olmo(v: &Value, _: &Map<String, Value>) -> bool {
     !matches!(v.as_str(), Some("OlmoeForCausalLM" | "Olmo2ForCausalLM" | "Olmo3ForCausalLM"))
@@ -93,11 +88,8 @@ pub const FIELDS: &[Field] = &[
     ("d_mlp", Rule::Used),
     ("d_vocab", Rule::Used),
     ("device", Rule::Ignored("where TransformerLens runs; shaderlens runs on its own adapter")),
-    ("use_attn_result", Rule::Refused { no_op: is_false, text: "false: the optional hook attn.hook_result is not produced yet" }),
-    (
-        "use_split_qkv_input",
-        Rule::Refused { no_op: is_false, text: "false: the optional hooks hook_q_input/hook_k_input/hook_v_input are not produced yet" },
-    ),
+    ("use_attn_result", Rule::Used),
+    ("use_split_qkv_input", Rule::Used),
     ("default_prepend_bos", Rule::Ignored("tokenization only; shaderlens takes token ids")),
     ("positional_embedding_type", Rule::Used),
     (
@@ -113,13 +105,13 @@ pub const FIELDS: &[Field] = &[
     ("normalization_type", Rule::Used),
     ("num_experts", Rule::Refused { no_op: null_or_no_mlp, text: "null (or attn_only): mixture of experts is not supported" }),
     ("experts_per_token", Rule::Refused { no_op: null_or_no_mlp, text: "null (or attn_only): mixture of experts is not supported" }),
-    ("final_rms", Rule::Refused { no_op: final_rms_off, text: "false (or normalization_type null): an RMS final norm is not supported" }),
+    ("final_rms", Rule::Used),
     ("dtype", Rule::Ignored("the weights are float32 in the npz and shaderlens computes in float32")),
     ("model_name", Rule::Ignored("a name")),
     ("use_attn_scale", Rule::Used),
     ("attn_scale", Rule::Used),
-    ("use_hook_mlp_in", Rule::Refused { no_op: is_false, text: "false: the optional hook hook_mlp_in is not produced yet" }),
-    ("use_attn_in", Rule::Refused { no_op: is_false, text: "false: the optional hook hook_attn_in is not produced yet" }),
+    ("use_hook_mlp_in", Rule::Used),
+    ("use_attn_in", Rule::Used),
     ("use_qk_norm", Rule::Refused { no_op: is_false, text: "false: QK-norm is not supported" }),
     ("clip_qkv", Rule::Refused { no_op: is_null, text: "null: clamping q, k and v is not supported" }),
     ("use_logn_attn", Rule::Refused { no_op: is_false, text: "false: log-n attention scaling is not supported" }),
@@ -152,7 +144,7 @@ pub const FIELDS: &[Field] = &[
     ("parallel_attn_mlp", Rule::Used),
     ("rotary_dim", Rule::Ignored(ROTARY_ONLY)),
     ("n_params", Rule::Ignored("a count TransformerLens derives")),
-    ("use_hook_tokens", Rule::Refused { no_op: is_false, text: "false: the optional hook hook_tokens is not produced yet" }),
+    ("use_hook_tokens", Rule::Used),
     ("tokenizer_prepends_bos", Rule::Ignored("tokenization only; shaderlens takes token ids")),
     ("post_embedding_ln", Rule::Refused { no_op: is_false, text: "false: a LayerNorm after the embedding is not supported" }),
     ("rotary_base", Rule::Ignored(ROTARY_ONLY)),
