@@ -1,6 +1,6 @@
 """Write the optimizer and training fixtures with PyTorch as the reference (SPEC.md,
 "Optimizer" and "Training"): fixtures/adamw/<case>.npz (checked by `verify`) and
-tests/data/grad/train/<case>.{json,npz}.
+fixtures/train/<case>.{json,npz}.
 
 Rerun (from the repository root; TransformerLens 3.x for the models):
 
@@ -18,8 +18,8 @@ Made with: Python 3.11.7, transformer-lens 3.9.0, torch 2.15.0 (CPU), numpy 2.4.
   ``final.*b_K`` is left out (SPEC: its gradient is zero in exact arithmetic).
   ``<case>.json`` is ``{"model": cfg.to_dict(), "optimizer": {...}}``.
 
-FAIL variants (tests/data/grad/fail/{adamw,train}/) change one expected value just past the
-tolerance's reach; ERROR variants (tests/data/grad/error/{adamw,train}/) break an input.
+FAIL variants (tests/data/verify_bad/{adamw,train}/, rows in its MANIFEST.tsv) change one expected value just past the
+tolerance's reach; ERROR variants (the same folders) break an input.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def train_case(name: str, out: str) -> Dict[str, np.ndarray]:
     for pname, p in model.named_parameters():
         if not pname.endswith("b_K"):
             arrays[f"final.{pname}"] = p.detach().numpy().astype(np.float64).copy()
-    prefix = os.path.join(out, "train", name)
+    prefix = os.path.join(out, "..", "..", "..", "fixtures", "train", name)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     with open(prefix + ".json", "w") as f:
         json.dump({"model": model.cfg.to_dict(), "optimizer": opt_cfg}, f, default=str, indent=1)
@@ -150,7 +150,9 @@ def train_case(name: str, out: str) -> Dict[str, np.ndarray]:
 
 def write_variant(out: str, folder: str, op: str, case: str, arrays: Dict[str, np.ndarray],
                   config: Optional[Dict[str, Any]] = None) -> None:
-    prefix = os.path.join(out, folder, op, case)
+    # FAIL and ERROR cases alike go to the adversarial set that `verify` is tested against
+    # (tests/data/verify_bad/<op>/, listed in its MANIFEST.tsv); `folder` says which they are.
+    prefix = os.path.join(out, "..", "verify_bad", op, case)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     if config is not None:
         with open(prefix + ".json", "w") as f:
@@ -206,7 +208,7 @@ def main() -> int:
     args = p.parse_args()
     adamw = {name: adamw_case(name, args.out) for name in ADAMW_CASES}
     train = {name: train_case(name, args.out) for name in TRAIN_CASES}
-    with open(os.path.join(args.out, "train", "clipped_warmup.json")) as f:
+    with open(os.path.join(args.out, "..", "..", "..", "fixtures", "train", "clipped_warmup.json")) as f:
         train_json = json.load(f)
     make_bad(args.out, adamw["second_step"], train["clipped_warmup"], train_json)
     return 0

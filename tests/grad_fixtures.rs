@@ -119,7 +119,7 @@ fn adamw_and_train_fail_variants_are_caught() {
         ("fail/adamw", vec![("param_out_off", "param_out"), ("m_out_flipped", "m_out")]),
         ("fail/train", vec![("final_off", "final.blocks.0.mlp.W_in"), ("losses_off", "losses")]),
     ] {
-        let files = npz_files(folder);
+        let files: Vec<_> = npz_files(folder).into_iter().filter(|p| want.iter().any(|(n, _)| p.file_stem().is_some_and(|s| s == *n))).collect();
         assert_eq!(files.len(), want.len(), "{folder}");
         for path in files {
             let c = if folder.ends_with("adamw") { check_adamw(&Fixture::open(&path).unwrap()) } else { check_train_file(&path) }
@@ -146,7 +146,8 @@ fn adamw_and_train_error_variants_are_refused_by_name() {
         ("error/train", "targets_missing", "missing array \"targets\""),
     ];
     for folder in ["error/adamw", "error/train"] {
-        let files = npz_files(folder);
+        let mine = |p: &std::path::PathBuf| cases.iter().any(|c| c.0 == folder && p.file_stem().is_some_and(|s| s == c.1));
+        let files: Vec<_> = npz_files(folder).into_iter().filter(mine).collect();
         assert_eq!(files.len(), cases.iter().filter(|c| c.0 == folder).count(), "{folder}");
         for path in files {
             let case = path.file_stem().unwrap().to_str().unwrap();

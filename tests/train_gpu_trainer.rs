@@ -1,6 +1,6 @@
 //! The GPU trainer (model, arena optimizer and evaluation on the GPU) against the float64
 //! reference trainer, with the gradients of the model's current GPU weights supplied by the
-//! float64 backward (the GPU backward plugs in at the same trait): a few updates of a tiny model
+//! float64 backward or by the GPU backward: a few updates of a tiny model
 //! agree within SPEC's `train` tolerance, and a run writes its files through the same loop.
 
 mod common;
@@ -13,7 +13,7 @@ use ndarray::{ArrayD, ArrayView2};
 use shaderlens::gpu::Gpu;
 use shaderlens::reference::backward::model::transformer_grad;
 use shaderlens::train::config::TrainConfig;
-use shaderlens::train::gpu_trainer::{GpuGradients, GpuTrainer};
+use shaderlens::train::gpu_trainer::{Backprop, GpuGradients, GpuTrainer};
 use shaderlens::train::init::init_weights;
 use shaderlens::train::reference::ReferenceTrainer;
 use shaderlens::train::run::{read_metrics, run, Control, Outcome};
@@ -45,11 +45,22 @@ fn config(out: &std::path::Path) -> TrainConfig {
 
 #[test]
 fn gpu_trainer_follows_the_reference_trainer() {
+    follows_the_reference(HostGradients, "train-gpu");
+}
+
+/// The whole GPU path: gradients from the GPU backward ([`Backprop`]), the arena optimizer, and the
+/// packed Q/K/V repacked after every update (a stale copy would make update 2 onward differ).
+#[test]
+fn gpu_backward_trainer_follows_the_reference_trainer() {
+    follows_the_reference(Backprop, "train-gpu-backprop");
+}
+
+fn follows_the_reference(gradients: impl GpuGradients, scratch: &str) {
     let gpu = common::gpu();
-    let dir = files::Scratch::new("train-gpu");
+    let dir = files::Scratch::new(scratch);
     let c = config(&dir.0);
     let initial = init_weights(&c.model, c.initializer_range, c.seed).unwrap();
-    let mut ours = GpuTrainer::new(&gpu, &c.model, c.optimizer, &initial, HostGradients).unwrap();
+    let mut ours = GpuTrainer::new(&gpu, &c.model, c.optimizer, &initial, gradients).unwrap();
     let mut reference = ReferenceTrainer::new(&c.model, c.optimizer, initial).unwrap();
     let data = shaderlens::games::modular::ModularData::new(7, shaderlens::games::modular::Op::Add, 0.6, 2).unwrap();
     for t in 1..=4u64 {

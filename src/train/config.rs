@@ -326,6 +326,8 @@ fn model_table(c: &Config, initializer_range: f64) -> Table {
     let norm = match c.normalization {
         crate::transformer::config::Normalization::Ln => "LN",
         crate::transformer::config::Normalization::LnPre => "LNPre",
+        crate::transformer::config::Normalization::Rms => "RMS",
+        crate::transformer::config::Normalization::RmsPre => "RMSPre",
         crate::transformer::config::Normalization::None => "none",
     };
     m.insert("normalization_type".into(), Value::String(norm.into()));

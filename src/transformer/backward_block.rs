@@ -171,7 +171,7 @@ impl Walk<'_> {
         let n = self.act(&format!("{prefix}.hook_normalized"))?;
         let Some(ln) = w else { return Ok(n) };
         let out = self.scratch("ln x", x.shape())?;
-        kernels::columns(self.gpu, encoder, &n, Some(&ln.w), Some(&ln.b), false, &out)?;
+        kernels::columns(self.gpu, encoder, &n, Some(&ln.w), ln.b.as_ref(), false, &out)?;
         Ok(out)
     }
 
@@ -201,7 +201,9 @@ impl Walk<'_> {
         let (dn, dn_query) = match ln {
             Some((w, grads)) => {
                 reduce::column_sums(gpu, encoder, dy, Some(&normalized), &grads.w, false)?;
-                reduce::column_sums(gpu, encoder, dy, None, &grads.b, false)?;
+                if let Some(b) = &grads.b {
+                    reduce::column_sums(gpu, encoder, dy, None, b, false)?;
+                }
                 let dn = self.scratch("dn", dy.shape())?;
                 kernels::columns(gpu, encoder, dy, Some(&w.w), None, false, &dn)?;
                 let dn_query = match dy_query {

@@ -16,7 +16,7 @@ use crate::reference;
 pub use crate::compare::Outcome;
 
 /// The ops `verify` knows, by folder name.
-pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "transformer_grad", "adamw", "act_patch", "attribution"];
+pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "transformer_grad", "adamw", "train", "act_patch", "attribution"];
 
 /// Checks one fixture with the op its folder names.
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
@@ -31,6 +31,7 @@ pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
         "transformer" => super::transformer::check(gpu, fixture),
         "transformer_grad" => super::grad::check(gpu, fixture),
         "adamw" => adamw(gpu, fixture),
+        "train" => super::train::check(gpu, fixture),
         "act_patch" => super::analysis::check_act_patch(gpu, fixture),
         "attribution" => super::analysis::check_attribution(gpu, fixture),
         other => Err(Error::Input(format!(

@@ -11,6 +11,7 @@
 pub mod checks;
 mod analysis;
 mod grad;
+mod train;
 mod transformer;
 
 use std::collections::HashSet;

@@ -78,13 +78,16 @@ pub fn json_of(npz: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// Every npz under tests/data/grad/`folder`, sorted; `adamw` and `transformer_grad` (checked by
-/// `verify`) live in fixtures/, and `transformer_grad_bad` is tests/data/verify_bad/transformer_grad.
+/// Every npz of a fixture folder, sorted: `adamw`, `train`, `transformer_grad` are fixtures/<op>;
+/// `transformer_grad_bad`, `fail/<op>` and `error/<op>` the adversarial cases in
+/// tests/data/verify_bad/<op> (FAIL and ERROR cases share the folder; callers pick by name).
 pub fn npz_files(folder: &str) -> Vec<PathBuf> {
     let (base, folder) = match folder {
-        "adamw" | "transformer_grad" => ("fixtures", folder),
+        "adamw" | "transformer_grad" | "train" => ("fixtures", folder),
         "transformer_grad_bad" => ("tests/data/verify_bad", "transformer_grad"),
-        _ => ("tests/data/grad", folder),
+        "fail/adamw" | "error/adamw" => ("tests/data/verify_bad", "adamw"),
+        "fail/train" | "error/train" => ("tests/data/verify_bad", "train"),
+        other => panic!("no fixture folder {other}"),
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(base).join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
