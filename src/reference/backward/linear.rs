@@ -5,9 +5,9 @@
 //! `dy` (summed in row order, so the same bits on every run). The forwards are
 //! [`crate::reference::matmul`] and `linear` in [`crate::reference::transformer`].
 
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2};
 
-use super::shape_err;
+use super::{reshaped, shape_err};
 use crate::error::{fmt_shape, Error, Result};
 
 /// `(da, db)` for `out = a [M, K] @ b [K, N]` given `dout [M, N]`.
@@ -32,7 +32,8 @@ pub fn matmul_backward(
             b.ncols()
         )));
     }
-    Ok((dout.dot(&b.t()).into_dyn(), a.t().dot(&dout).into_dyn()))
+    let (da, db) = (dout.dot(&b.t()), a.t().dot(&dout));
+    Ok((reshaped(&da, da.shape())?, reshaped(&db, db.shape())?))
 }
 
 /// The gradients of `y = x W + b`.
@@ -74,8 +75,9 @@ pub fn linear_backward(x: ArrayViewD<'_, f64>, w: ArrayViewD<'_, f64>, dy: Array
     let dy_std = dy.as_standard_layout();
     let xr = rows(x_std.view())?;
     let dyr = rows(dy_std.view())?;
-    let dx = dyr.dot(&w2.t()).into_shape_with_order(IxDyn(x.shape())).map_err(shape_err)?;
-    Ok(LinearGrads { dx, dw: xr.t().dot(&dyr).into_dyn(), db: column_sums(dy_std.view())? })
+    let dx = reshaped(&dyr.dot(&w2.t()), x.shape())?;
+    let dw = xr.t().dot(&dyr);
+    Ok(LinearGrads { dx, dw: reshaped(&dw, dw.shape())?, db: column_sums(dy_std.view())? })
 }
 
 /// The sums over every leading axis of `dy [..., m]`: `[m]`, rows added in order.

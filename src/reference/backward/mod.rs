@@ -36,6 +36,12 @@ pub(crate) fn shape_err(e: ndarray::ShapeError) -> Error {
     Error::Shape(e.to_string())
 }
 
+/// `a` in C order with shape `shape`, whatever its memory layout (ndarray's `dot` may return
+/// column-major products, which `into_shape_with_order` cannot reshape in place).
+pub(crate) fn reshaped<D: ndarray::Dimension>(a: &ndarray::Array<f64, D>, shape: &[usize]) -> Result<ndarray::ArrayD<f64>> {
+    a.as_standard_layout().into_owned().into_shape_with_order(ndarray::IxDyn(shape)).map_err(shape_err)
+}
+
 /// Errors unless `got` has the same shape as `want`; `what` names the pair in the message.
 pub(crate) fn same_shape(what: &str, got: &[usize], want: &[usize]) -> Result<()> {
     if got == want {

@@ -29,7 +29,7 @@ use super::linear::linear_backward;
 use super::loss::cross_entropy;
 use super::softmax::{causal_softmax, softmax_backward};
 use super::tape::Tape;
-use super::shape_err;
+use super::{reshaped, shape_err};
 use crate::error::{Error, Result};
 use crate::reference::attention_layer::AttentionWeights;
 use crate::reference::transformer::forward;
@@ -220,9 +220,9 @@ impl Walk<'_> {
         let z = self.act(&format!("{p}.attn.hook_z"))?.to_shape(IxDyn(&[batch, seq, h * dh])).map_err(shape_err)?.into_owned();
         let w_o = w.w_o.to_shape(IxDyn(&[h * dh, dm])).map_err(shape_err)?.into_owned();
         let lin = linear_backward(z.view(), w_o.view(), g_out.view())?;
-        self.grads.insert(format!("{p}.attn.W_O"), lin.dw.into_shape_with_order(IxDyn(&[h, dh, dm])).map_err(shape_err)?);
+        self.grads.insert(format!("{p}.attn.W_O"), reshaped(&lin.dw, &[h, dh, dm])?);
         self.grads.insert(format!("{p}.attn.b_O"), lin.db);
-        let dz = lin.dx.into_shape_with_order(IxDyn(&[batch, seq, h, dh])).map_err(shape_err)?;
+        let dz = reshaped(&lin.dx, &[batch, seq, h, dh])?;
         let dz = self.tape.hook(&format!("{p}.attn.hook_z"), dz)?;
         let heads_first = |a: &ArrayD<f64>| a.view().permuted_axes(IxDyn(&[0, 2, 1, 3])).as_standard_layout().into_owned();
         let [q, k, v] = ["q", "k", "v"].map(|n| self.act(&format!("{p}.attn.hook_{n}")).map(heads_first));
@@ -248,7 +248,7 @@ impl Walk<'_> {
                 let wh = w_in.slice(ndarray::s![head, .., ..]);
                 dw.slice_mut(ndarray::s![head, .., ..]).assign(&rows.t().dot(&dh_rows));
                 db.slice_mut(ndarray::s![head, ..]).assign(&dh_rows.sum_axis(ndarray::Axis(0)));
-                let back = dh_rows.dot(&wh.t()).into_shape_with_order((batch, seq, dm)).map_err(shape_err)?;
+                let back = reshaped(&dh_rows.dot(&wh.t()), &[batch, seq, dm])?;
                 if name == "q" {
                     dx_query += &back;
                 }
