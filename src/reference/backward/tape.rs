@@ -16,8 +16,11 @@ use crate::transformer::intervention::{Action, Intervention};
 
 /// Hook-gradient bookkeeping for one backward pass.
 pub(crate) struct Tape<'a> {
+    /// The run's hooks, with their shapes and axes.
     pub hooks: Vec<Hook>,
+    /// Which hooks' gradients to keep.
     pub names: &'a Names,
+    /// The interventions the forward applied.
     pub interventions: &'a [Intervention],
     /// `(hook name, gradient)` in backward order.
     pub grads: Vec<(String, ArrayD<f64>)>,
