@@ -77,6 +77,14 @@ proptest! {
         check("dq", |q| f(q, &k, &v), &q, &g.dq)?;
         check("dk", |k| f(&q, k, &v), &k, &g.dk)?;
         check("dv", |v| f(&q, &k, v), &v, &g.dv)?;
+        // The fused path's recomputation from row statistics gives the same gradients.
+        let (out, _) = shaderlens::reference::attention::attention(q.view(), k.view(), v.view(), causal, scale).unwrap();
+        let stats = attention::row_stats(q.view(), k.view(), causal, scale).unwrap();
+        let (dq, dk, dv) = attention::flash_backward(q.view(), k.view(), v.view(), out.view(), r.view(), &stats, causal, scale).unwrap();
+        for (name, fused, plain) in [("dq", &dq, &g.dq), ("dk", &dk, &g.dk), ("dv", &dv, &g.dv)] {
+            let worst = Zip::from(fused).and(plain).fold(0.0f64, |m, &a, &b| m.max((a - b).abs() / (1e-12 + 1e-9 * b.abs())));
+            prop_assert!(worst <= 1.0, "flash {}: {}", name, worst);
+        }
     }
 
     #[test]
