@@ -13,44 +13,10 @@ use ndarray::ArrayD;
 
 use crate::analysis::{attribution, attribution_gpu, patch_gpu, patch_ref, Prompts, Sweep};
 use crate::compare::{Comparison, Outcome, ATTENTION};
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
-use crate::transformer::{hooks, Config, Model, Names, Weights};
-
-/// Reads a fixture's model config (`<case>.json` beside the npz).
-pub(crate) fn config_beside(fixture: &Fixture) -> Result<Config> {
-    let json = fixture.path.with_extension("json");
-    if !json.is_file() {
-        return Err(Error::Input(format!(
-            "missing model config {}: an {} fixture is <case>.npz with <case>.json beside it",
-            json.display(),
-            fixture.op
-        )));
-    }
-    Config::from_file(&json)
-}
-
-/// The model's float32 weights by state-dict name (the fixture's other arrays are its prompts and
-/// expected results, which [`Weights::from_fixture`] would refuse as strangers to a model file).
-pub(crate) fn weights(config: &Config, fixture: &Fixture) -> Result<Weights<ArrayD<f32>>> {
-    // A config claiming far more layers than the file could hold is refused before any table of
-    // names is built for it.
-    if config.n_layers > fixture.names().count() / 4 {
-        return Err(Error::Input(format!(
-            "the config says n_layers {} but the fixture holds only {} arrays: the config and the weights disagree",
-            config.n_layers,
-            fixture.names().count()
-        )));
-    }
-    Weights::build(config, |name, shape| {
-        let a = fixture.input(name)?;
-        if a.shape() != shape {
-            return Err(Error::Shape(format!("weight {name} is {} but this config needs {}", fmt_shape(a.shape()), fmt_shape(shape))));
-        }
-        Ok(a)
-    })
-}
+use crate::transformer::{hooks, Config, Model, Names};
 
 /// Reads `clean`, `corrupt`, `answer` and `wrong` and checks them against `config`.
 pub(crate) fn prompts(config: &Config, fixture: &Fixture) -> Result<Prompts> {
@@ -62,8 +28,8 @@ pub(crate) fn prompts(config: &Config, fixture: &Fixture) -> Result<Prompts> {
 
 /// Checks one `act_patch` fixture.
 pub(crate) fn check_act_patch(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
-    let config = config_beside(fixture)?;
-    let weights = weights(&config, fixture)?;
+    let config = super::model_files::config_beside(fixture)?;
+    let weights = super::model_files::weights_among_others(&config, fixture)?;
     let prompts = prompts(&config, fixture)?;
     let seq = prompts.clean.shape()[1];
     let mut expected: Vec<(Sweep, String, ArrayD<f64>)> = Vec::new();
@@ -101,8 +67,8 @@ fn known(config: &Config) -> String {
 
 /// Checks one `attribution` fixture.
 pub(crate) fn check_attribution(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
-    let config = config_beside(fixture)?;
-    let weights = weights(&config, fixture)?;
+    let config = super::model_files::config_beside(fixture)?;
+    let weights = super::model_files::weights_among_others(&config, fixture)?;
     let prompts = prompts(&config, fixture)?;
     let (batch, seq) = (prompts.clean.shape()[0], prompts.clean.shape()[1]);
     let all = hooks(&config, batch, seq);

@@ -15,28 +15,40 @@ use crate::reference;
 
 pub use crate::compare::Outcome;
 
-/// The ops `verify` knows, by folder name.
-pub const OPS: &[&str] = &["matmul", "softmax", "layer_norm", "gelu", "gelu_erf", "attention", "attention_layer", "transformer", "transformer_grad", "adamw", "train", "act_patch", "attribution"];
+/// How `verify` checks one op's fixture.
+pub type Check = fn(&Gpu, &Fixture) -> Result<Outcome>;
+
+/// The registry of ops `verify` knows: the folder name a fixture's op is read from, and its
+/// check. Adding an op to `verify` is one row here (and its check function in its own home).
+pub const REGISTRY: &[(&str, Check)] = &[
+    ("matmul", matmul),
+    ("softmax", softmax),
+    ("layer_norm", layer_norm),
+    ("gelu", |gpu, fixture| gelu(gpu, fixture, ops::gelu::Gelu::Tanh)),
+    ("gelu_erf", |gpu, fixture| gelu(gpu, fixture, ops::gelu::Gelu::Erf)),
+    ("attention", attention),
+    ("attention_layer", attention_layer),
+    ("transformer", super::transformer::check),
+    ("transformer_grad", super::grad::check),
+    ("adamw", adamw),
+    ("train", super::train::check),
+    ("act_patch", super::analysis::check_act_patch),
+    ("attribution", super::analysis::check_attribution),
+];
+
+/// The names of the ops `verify` knows, in [`REGISTRY`]'s order.
+pub fn ops() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|(name, _)| *name)
+}
 
 /// Checks one fixture with the op its folder names.
 pub fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
-    match fixture.op.as_str() {
-        "matmul" => matmul(gpu, fixture),
-        "softmax" => softmax(gpu, fixture),
-        "layer_norm" => layer_norm(gpu, fixture),
-        "attention" => attention(gpu, fixture),
-        "attention_layer" => attention_layer(gpu, fixture),
-        "gelu" => gelu(gpu, fixture, ops::gelu::Gelu::Tanh),
-        "gelu_erf" => gelu(gpu, fixture, ops::gelu::Gelu::Erf),
-        "transformer" => super::transformer::check(gpu, fixture),
-        "transformer_grad" => super::grad::check(gpu, fixture),
-        "adamw" => adamw(gpu, fixture),
-        "train" => super::train::check(gpu, fixture),
-        "act_patch" => super::analysis::check_act_patch(gpu, fixture),
-        "attribution" => super::analysis::check_attribution(gpu, fixture),
-        other => Err(Error::Input(format!(
-            "unknown op {other:?} (the name of the fixture's folder); known ops: {}",
-            OPS.join(", ")
+    match REGISTRY.iter().find(|(name, _)| *name == fixture.op) {
+        Some((_, check)) => check(gpu, fixture),
+        None => Err(Error::Input(format!(
+            "unknown op {:?} (the name of the fixture's folder); known ops: {}",
+            fixture.op,
+            ops().collect::<Vec<_>>().join(", ")
         ))),
     }
 }

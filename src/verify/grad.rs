@@ -13,22 +13,15 @@ use crate::compare::{Comparison, Outcome};
 use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
-use crate::reference::backward::fixtures::{check_transformer_grad, weights_from_fixture, GRAD, GRAD_LOSS};
-use crate::transformer::{check_tokens, hooks, Config, GradOptions, Model, Names, Seed};
+use crate::reference::backward::fixtures::{check_transformer_grad, GRAD, GRAD_LOSS};
+use crate::transformer::{check_tokens, hooks, GradOptions, Model, Names, Seed};
 
 /// Checks one `transformer_grad` fixture.
 pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
-    let json = fixture.path.with_extension("json");
-    if !json.is_file() {
-        return Err(Error::Input(format!(
-            "missing model config {}: a transformer_grad fixture is <case>.npz with <case>.json beside it",
-            json.display()
-        )));
-    }
-    let config = Config::from_file(&json)?;
+    let config = super::model_files::config_beside(fixture)?;
     config.refuse_variants("the backward pass")?;
     // By state-dict name, other keys (`grad.*`, `targets`, ...) ignored; float32 widened exactly.
-    let weights = weights_from_fixture(&config, fixture)?.try_map(&config, |_, a| Ok(a.mapv(|v| v as f32)))?;
+    let weights = super::model_files::weights_among_others(&config, fixture)?;
     let tokens = fixture.int_array("tokens")?;
     let targets = fixture.int_array("targets")?;
     let (batch, seq) = check_tokens(&config, tokens.view())?;

@@ -10,6 +10,7 @@
 
 pub mod checks;
 mod analysis;
+mod model_files;
 mod grad;
 mod train;
 mod transformer;

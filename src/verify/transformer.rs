@@ -9,20 +9,13 @@ use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
 use crate::reference;
-use crate::transformer::{check_tokens, Config, Model, Names, Options, Weights};
+use crate::transformer::{check_tokens, Model, Names, Options, Weights};
 
 use crate::compare::Outcome;
 
 /// Checks one transformer fixture.
 pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
-    let json = fixture.path.with_extension("json");
-    if !json.is_file() {
-        return Err(Error::Input(format!(
-            "missing model config {}: a transformer fixture is <case>.npz with <case>.json beside it",
-            json.display()
-        )));
-    }
-    let config = Config::from_file(&json)?;
+    let config = super::model_files::config_beside(fixture)?;
     let weights = Weights::from_fixture(&config, fixture)?;
     let tokens = fixture.int_array("tokens")?;
     let (batch, seq) = check_tokens(&config, tokens.view())?;
