@@ -12,6 +12,7 @@ pub mod games;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
+pub mod spec;
 pub mod timing;
 pub mod tune;
 pub mod tensor;

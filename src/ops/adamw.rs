@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::gpu::{Gpu, Shader};
 use crate::tensor::GpuTensor;
 
-pub use crate::reference::backward::adamw::AdamW;
-use crate::reference::backward::adamw::check_shapes;
+pub use crate::spec::adamw::AdamW;
+use crate::spec::adamw::check_shapes;
 
 const SHADER: Shader = Shader { name: "adamw", source: include_str!("../../shaders/adamw.wgsl") };
 const WORKGROUP: u64 = 256;

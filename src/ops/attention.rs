@@ -22,7 +22,7 @@
 //!
 //! All kernels address q, k, v and out through strides, so [`crate::ops::attention_layer`] runs
 //! them directly on TransformerLens's \[B, S, H, dh\] layout. The host twin is
-//! [`crate::reference::attention`], whose shape check this module shares.
+//! [`crate::reference::attention`]; both take their shape check from [`crate::spec::attention`].
 
 pub mod backward_fused;
 pub(crate) mod kernels;
@@ -31,7 +31,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
-use crate::reference::attention::{attention_shapes, AttentionDims};
+use crate::spec::attention::{attention_shapes, AttentionDims};
 use crate::tensor::GpuTensor;
 use kernels::{record_problem, record_scores, Problem, Strides};
 

@@ -16,7 +16,7 @@
 //!    `Σ_h z_h W_O[h] + b_O`.
 //!
 //! Dedicated projections avoid both a general matmul and the reshapes around it. The host twin is
-//! [`crate::reference::attention_layer`], whose shape check this module shares.
+//! [`crate::reference::attention_layer`]; both take their shape check from [`crate::spec::attention_layer`].
 
 use ndarray::{ArrayD, ArrayViewD};
 
@@ -24,8 +24,8 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::ops::attention::{check_pattern_fits, empty_pattern};
 use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
-use crate::reference::attention::AttentionDims;
-use crate::reference::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
+use crate::spec::attention::AttentionDims;
+use crate::spec::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
 use crate::tensor::GpuTensor;
 
 /// A projection kernel: the shared prelude followed by the kernel's own file.

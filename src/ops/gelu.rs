@@ -13,7 +13,7 @@ const SHADER: Shader = Shader { name: "gelu", source: include_str!("../../shader
 const WORKGROUP: u64 = 256;
 
 /// Which GELU (defined beside the host reference, which must not depend on the GPU op).
-pub use crate::reference::gelu::Gelu;
+pub use crate::spec::gelu::Gelu;
 
 /// The shader entry point of each form.
 fn entry(kind: Gelu) -> &'static str {

@@ -13,7 +13,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
-use crate::reference::layer_norm::{check_eps, check_shapes, scale_shape};
+use crate::spec::layer_norm::{check_eps, check_shapes, scale_shape};
 use crate::tensor::GpuTensor;
 
 pub use super::RowPath;

@@ -12,17 +12,17 @@
 //! are flattened into one linear index on a 2-D grid, so any number of batches and tiles
 //! dispatches at once.
 //!
-//! Broadcasting is resolved on the host by [`crate::reference::matmul::batch_pairs`]: a small
+//! Broadcasting is resolved on the host by [`crate::spec::matmul::batch_pairs`]: a small
 //! storage buffer holds, for every output batch, the element offsets of the `a` and `b` matrices
 //! it multiplies. That handles every numpy broadcast (any rank, size-1 dimensions anywhere) with
 //! one shader and costs 8 bytes per output batch, against a shader that would need one stride
-//! per batch dimension. The host twin is [`crate::reference::matmul::matmul`].
+//! per batch dimension. The host twin is [`crate::spec::matmul::matmul`].
 
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
-use crate::reference::matmul::{batch_pairs, MatmulDims};
+use crate::spec::matmul::{batch_pairs, MatmulDims};
 use crate::tensor::GpuTensor;
 
 pub mod autotune;
@@ -72,7 +72,7 @@ pub fn gemm_dims(a_shape: &[usize], b_shape: &[usize], transpose_a: bool, transp
 }
 
 /// Records `out = a @ b` into `encoder` with the variant [`choose`] picks. `out` must have the
-/// shape of [`crate::reference::matmul::output_shape`] and may not share a buffer with `a` or `b`.
+/// shape of [`crate::spec::matmul::output_shape`] and may not share a buffer with `a` or `b`.
 ///
 /// The first call in a shape bucket may run the candidate kernels on scratch buffers to pick the
 /// fastest (it submits that work itself; the caller's encoder only gets the product).
@@ -237,7 +237,7 @@ fn dispatch(
 
 /// Records `a @ b` into `encoder` and returns the new output tensor.
 pub fn record(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-    let shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    let shape = crate::spec::matmul::output_shape(a.shape(), b.shape())?;
     let out = GpuTensor::empty(gpu, &shape, "matmul out")?;
     record_into(gpu, encoder, a, b, &out)?;
     Ok(out)
@@ -246,7 +246,7 @@ pub fn record(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, a: &GpuTensor, b: &
 /// Uploads `a` and `b`, runs the kernel, and reads the result back.
 pub fn run(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>) -> Result<ArrayD<f32>> {
     // Check shapes and sizes before uploading anything.
-    let out_shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    let out_shape = crate::spec::matmul::output_shape(a.shape(), b.shape())?;
     for (name, shape) in [("a", a.shape()), ("b", b.shape()), ("matmul out", out_shape.as_slice())] {
         GpuTensor::check_fits(gpu, shape, name)?;
     }
@@ -259,7 +259,7 @@ pub fn run(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>) -> Result<
 
 /// [`run`] with a given variant (see [`record_with`]).
 pub fn run_with(gpu: &Gpu, a: ArrayViewD<'_, f32>, b: ArrayViewD<'_, f32>, variant: Variant) -> Result<ArrayD<f32>> {
-    let shape = crate::reference::matmul::output_shape(a.shape(), b.shape())?;
+    let shape = crate::spec::matmul::output_shape(a.shape(), b.shape())?;
     super::run_single(gpu, |encoder| {
         let a = GpuTensor::upload(gpu, a, "a")?;
         let b = GpuTensor::upload(gpu, b, "b")?;

@@ -9,7 +9,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
-use crate::reference::softmax::check_shape;
+use crate::spec::softmax::check_shape;
 use crate::tensor::GpuTensor;
 
 pub use super::RowPath;

@@ -5,14 +5,7 @@
 
 use ndarray::{ArrayD, ArrayViewD};
 
-/// Which GELU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gelu {
-    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`: GPT-2's and TransformerLens's `gelu_new`.
-    Tanh,
-    /// `0.5 x (1 + erf(x / sqrt 2))`: PyTorch's default and TransformerLens's `gelu`.
-    Erf,
-}
+pub use crate::spec::gelu::Gelu;
 
 /// `gelu(x)` elementwise in float64, stable for any finite `x`.
 pub fn gelu(kind: Gelu, x: ArrayViewD<'_, f64>) -> ArrayD<f64> {

@@ -1,5 +1,5 @@
-//! Host reference for `softmax` along the last axis, in float64, and the shape check that the GPU
-//! op shares.
+//! Host reference for `softmax` along the last axis, in float64 (its shape check, shared with the GPU
+//! op, is [`crate::spec::softmax::check_shape`]).
 //!
 //! Each row is shifted by its maximum before `exp`, so logits of any finite magnitude work; `-inf`
 //! entries give 0 and a row that is entirely `-inf` gives all 0 (not `0/0`). Otherwise NaN and
@@ -7,22 +7,9 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
-use crate::error::{element_count, fmt_shape, Error, Result};
+pub use crate::spec::softmax::check_shape;
 
-/// Checks that `x` can be softmaxed along its last axis (rank ≥ 1); returns `(rows, n)`, the
-/// number of rows and the row length.
-pub fn check_shape(x: &[usize]) -> Result<(usize, usize)> {
-    match x.split_last() {
-        Some((&n, batch)) => {
-            element_count(x, "softmax x")?;
-            Ok((element_count(batch, "softmax x's rows")?, n))
-        }
-        None => Err(Error::Shape(format!(
-            "softmax needs x of rank >= 1 (x [..., N], along the last axis) but x is a scalar of shape {}",
-            fmt_shape(x)
-        ))),
-    }
-}
+use crate::error::Result;
 
 /// `softmax(x)` along the last axis, in float64.
 pub fn softmax(x: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {

@@ -4,7 +4,9 @@
 //! `use_attn_result`, and `hook_tokens`. Written from TransformerLens 3.9's components
 //! (`rms_norm.py`, `mlps/mlp.py`, `transformer_block.py`, `abstract_attention.py`).
 
-use ndarray::{s, ArrayD, Axis, Dimension, Ix2, Ix4, IxDyn};
+use ndarray::{s, ArrayD, Axis, Ix2, Ix4, IxDyn};
+
+pub use crate::spec::tokens::token_ids;
 
 use super::Run;
 use crate::error::{Error, Result};
@@ -152,16 +154,4 @@ pub(super) fn attn_result(run: &mut Run<'_>, prefix: &str, z: &ArrayD<f64>, w_o:
 pub(super) fn hook_tokens(run: &mut Run<'_>, config: &Config, tokens: ndarray::ArrayViewD<'_, i64>) -> Result<ArrayD<i64>> {
     let hooked = run.hook("hook_tokens", tokens.mapv(|t| t as f64))?;
     token_ids(hooked.view(), config.d_vocab)
-}
-
-/// Token ids from float values (after an intervention on `hook_tokens`), refusing a value that is
-/// not a whole number in `[0, d_vocab)`.
-pub fn token_ids(values: ndarray::ArrayViewD<'_, f64>, d_vocab: usize) -> Result<ArrayD<i64>> {
-    if let Some((index, v)) = values.indexed_iter().find(|(_, &v)| !(v.fract() == 0.0 && v >= 0.0 && v < d_vocab as f64)) {
-        return Err(Error::Input(format!(
-            "hook_tokens: after the interventions the token at {:?} is {v}, not a token id in [0, {d_vocab})",
-            index.slice()
-        )));
-    }
-    Ok(values.mapv(|v| v as i64))
 }

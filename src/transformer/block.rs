@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::ops::attention::kernels::{record_problem_staged, Problem, Stage, Strides};
 use crate::ops::gelu;
 use crate::ops::matmul::{self, Gemm};
-use crate::reference::attention::AttentionDims;
+use crate::spec::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 use crate::transformer::config::Activation;
 use crate::transformer::{kernels, variant_kernels};

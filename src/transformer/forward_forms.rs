@@ -45,7 +45,7 @@ impl Pass<'_> {
         let eps = self.model.config.eps as f32;
         let [out_role, norm_role, scale_role, old_role] = roles(x, self.model.config.d_model);
         let (scale_name, norm_name) = (format!("{prefix}.hook_scale"), format!("{prefix}.hook_normalized"));
-        let scale_shape = crate::reference::layer_norm::scale_shape(x.shape());
+        let scale_shape = crate::spec::layer_norm::scale_shape(x.shape());
         let shape = x.shape().to_vec();
         let record = |pass: &Pass<'_>, encoder: &mut wgpu::CommandEncoder, w: Option<&LayerNormWeights<GpuTensor>>, out: &GpuTensor, scale: Option<&GpuTensor>| {
             if form.rms {
@@ -96,7 +96,7 @@ impl Pass<'_> {
         for intervention in self.options.interventions.iter().filter(|i| i.hook == "hook_tokens") {
             apply_host(intervention, hook, &mut values)?;
         }
-        let ids = crate::reference::transformer::forms::token_ids(values.view(), self.model.config.d_vocab)?;
+        let ids = crate::spec::tokens::token_ids(values.view(), self.model.config.d_vocab)?;
         if self.cached("hook_tokens") {
             let t = GpuTensor::upload(self.gpu, values.mapv(|v| v as f32).view(), "hook_tokens")?;
             self.cache.push("hook_tokens", t);

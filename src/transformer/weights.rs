@@ -8,7 +8,7 @@
 //! a fixture's `tokens`, `logits` and `cache.*`, are not weights and are skipped.
 
 use crate::error::{Error, Result};
-use crate::reference::attention_layer::AttentionWeights;
+use crate::spec::attention_layer::AttentionWeights;
 use crate::transformer::config::Config;
 
 /// A norm's weight `w` and bias `b`, each \[d_model\] (\[d_mlp\] for `mlp.ln`); an RMS norm has

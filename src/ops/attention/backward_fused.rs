@@ -43,7 +43,7 @@ use super::kernels::{record_problem, Problem, Strides};
 use super::row_stats_shape;
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
-use crate::reference::attention::{attention_shapes, AttentionDims};
+use crate::spec::attention::{attention_shapes, AttentionDims};
 use crate::tensor::GpuTensor;
 use dispatch::record_layout;
 

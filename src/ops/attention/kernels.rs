@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Shader};
-use crate::reference::attention::AttentionDims;
+use crate::spec::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 
 /// One attention kernel: the shared prelude followed by the kernel's own file.

@@ -2,7 +2,7 @@
 //! row's loss and d loss / d logits (one workgroup per row; log-sum-exp shifted by the row
 //! maximum), then [`super::reduce::total`] sums the rows in a fixed order and divides by the
 //! number of counted positions. The targets are checked on the host before any GPU work, by the
-//! float64 twin's own check ([`crate::reference::backward::loss::check_targets`]): a target
+//! float64 twin's own check ([`crate::spec::loss::check_targets`]): a target
 //! `>= d_vocab_out` is an error naming its position, and targets that count no position are
 //! refused.
 
@@ -11,7 +11,7 @@ use ndarray::ArrayViewD;
 use super::{count, launch, Params, CROSS_ENTROPY};
 use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::Gpu;
-use crate::reference::backward::loss::check_targets;
+use crate::spec::loss::check_targets;
 use crate::tensor::GpuTensor;
 
 /// Checks `targets` against `logits_shape` and returns them as i32 (negative: no loss) with the

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::reference::matmul::MatmulDims;
+use crate::spec::matmul::MatmulDims;
 use crate::tensor::GpuTensor;
 use crate::timing::Timer;
 use crate::tune::{bucket, TuneKey};

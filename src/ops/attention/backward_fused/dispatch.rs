@@ -7,7 +7,7 @@ use super::{Grads, Saved};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::ops::attention::kernels::{u32_of, vec4_rows, Strides};
-use crate::reference::attention::AttentionDims;
+use crate::spec::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 
 /// One backward kernel: the shared prelude followed by the kernel's own file.
