@@ -10,24 +10,116 @@
 //! `--large`, and always on non-CPU adapters). `quick` replaces everything with tiny shapes, for
 //! tests.
 
-use ndarray::ArrayD;
-
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::gelu::Gelu;
-use crate::ops::{attention, gelu, layer_norm, matmul, softmax};
-use crate::reference;
-use crate::tensor::GpuTensor;
 
 pub use super::run::{inputs, GpuRun, Prepared, Record, Work};
 
+/// How `bench` prepares one op at one shape (`variants`: one run per kernel where there are several).
+pub type Prepare = for<'a> fn(&'a Gpu, &[usize], bool) -> Result<Prepared<'a>>;
+
+/// One op `bench` knows: its name, the rank a `--shape` for it has, its standard shapes and how to
+/// prepare it. Adding an op to `bench` is one row of [`REGISTRY`].
+pub struct BenchOp {
+    /// The op's name on the command line and in the output.
+    pub name: &'static str,
+    /// The rank of a shape for this op and what its axes are (`None`: any rank of at least 1).
+    pub rank: Option<(usize, &'static str)>,
+    /// The shapes of `--quick` (tiny, for tests).
+    pub quick: &'static [&'static [usize]],
+    /// The standard shapes.
+    pub standard: &'static [&'static [usize]],
+    /// Shapes that run only with `large` (over 2^33 flops, or slow on CPU adapters).
+    pub large: &'static [&'static [usize]],
+    /// Uploads the inputs and returns the runs.
+    pub prepare: Prepare,
+}
+
 /// The ops `bench` knows, in the order it runs them.
-pub const OPS: &[&str] = &["matmul", "gelu", "softmax", "layer_norm", "attention", "attention_backward", "transformer"];
+pub const REGISTRY: &[BenchOp] = &[
+    BenchOp {
+        name: "matmul",
+        rank: Some((3, "M,K,N")),
+        quick: &[&[64, 64, 64], &[33, 17, 29]],
+        standard: &[
+            &[256, 256, 256],
+            &[512, 512, 512],
+            &[1024, 1024, 1024],
+            &[3776, 512, 2048],
+            &[3776, 2048, 512],
+        ],
+        large: &[&[2048, 2048, 2048], &[4096, 4096, 4096]],
+        prepare: super::kernels::prepare_matmul,
+    },
+    BenchOp {
+        name: "gelu",
+        rank: None,
+        quick: &[&[1000]],
+        standard: &[&[3776, 2048]],
+        large: &[],
+        prepare: super::kernels::prepare_gelu,
+    },
+    BenchOp {
+        name: "softmax",
+        rank: None,
+        quick: &[&[64, 59]],
+        standard: &[&[3776, 512], &[64 * 8 * 59, 59]],
+        large: &[],
+        prepare: super::kernels::prepare_softmax,
+    },
+    BenchOp {
+        name: "layer_norm",
+        rank: None,
+        quick: &[&[64, 59]],
+        standard: &[&[3776, 512], &[64 * 8 * 59, 59]],
+        large: &[],
+        prepare: super::kernels::prepare_layer_norm,
+    },
+    BenchOp {
+        name: "attention",
+        rank: Some((4, "B,H,S,D")),
+        quick: &[&[1, 2, 9, 8]],
+        standard: &[&[64, 8, 59, 64], &[1, 8, 1024, 64]],
+        large: &[],
+        prepare: super::kernels::prepare_attention,
+    },
+    BenchOp {
+        name: "attention_backward",
+        rank: Some((4, "B,H,S,D")),
+        quick: &[&[1, 2, 9, 8]],
+        standard: &[&[64, 8, 59, 64], &[1, 8, 1024, 64]],
+        large: &[],
+        prepare: |gpu, s, _| super::attention_backward::prepare(gpu, s),
+    },
+    BenchOp {
+        name: "transformer",
+        rank: Some((4, "B,S,layers,d_model")),
+        quick: &[&[2, 5, 2, 64]],
+        standard: &[&[8, 59, 8, 512]],
+        large: &[&[64, 59, 8, 512]],
+        prepare: |gpu, s, _| super::transformer::prepare(gpu, s),
+    },
+];
+
+/// The names of the ops `bench` knows, in [`REGISTRY`]'s order.
+pub fn ops() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().map(|op| op.name)
+}
+
+/// The registry's row for `name`, or an error listing the ops `bench` knows.
+pub fn find(name: &str) -> Result<&'static BenchOp> {
+    REGISTRY.iter().find(|op| op.name == name).ok_or_else(|| {
+        Error::Input(format!(
+            "unknown op {name:?} (bench knows {})",
+            ops().collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
 
 /// One op at one shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Case {
-    /// The op's name (one of [`OPS`]).
+    /// The op's name (one of the ops in [`REGISTRY`]).
     pub op: &'static str,
     /// matmul: `[M, K, N]`; attention: `[B, H, S, D]` (causal); transformer: `[B, S, layers,
     /// d_model]` (see [`super::transformer`]); the others: the input's shape.
@@ -36,64 +128,50 @@ pub struct Case {
 
 /// The cases for `op` (every op when `None`) at the given size settings, or only `op` at
 /// `shape` when a shape is given (it then needs an op).
-pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool) -> Result<Vec<Case>> {
-    if let Some(op) = op {
-        if !OPS.contains(&op) {
-            return Err(Error::Input(format!("unknown op {op:?} (bench knows {})", OPS.join(", "))));
-        }
-    }
+pub fn list(
+    op: Option<&str>,
+    shape: Option<&[usize]>,
+    quick: bool,
+    large: bool,
+) -> Result<Vec<Case>> {
+    let chosen = op.map(find).transpose()?;
     if let Some(shape) = shape {
-        let op = OPS.iter().find(|&&o| Some(o) == op).ok_or_else(|| Error::Input("a shape needs an op".into()))?;
-        let rank_ok = match *op {
-            "matmul" => shape.len() == 3,
-            "attention" | "attention_backward" | "transformer" => shape.len() == 4,
-            _ => !shape.is_empty(),
+        let op = chosen.ok_or_else(|| Error::Input("a shape needs an op".into()))?;
+        let rank_ok = match op.rank {
+            Some((rank, _)) => shape.len() == rank,
+            None => !shape.is_empty(),
         };
         if !rank_ok || shape.contains(&0) {
+            let axes = op.rank.map_or("the input's shape", |(_, axes)| axes);
             return Err(Error::Shape(format!(
-                "bench shape {shape:?} does not fit {op} (matmul: M,K,N; attention: B,H,S,D; transformer: B,S,layers,d_model; others: the input's shape; no zeros)"
+                "bench shape {shape:?} does not fit {} (its shape is {axes}; no zeros)",
+                op.name
             )));
         }
-        return Ok(vec![Case { op, shape: shape.to_vec() }]);
+        return Ok(vec![Case {
+            op: op.name,
+            shape: shape.to_vec(),
+        }]);
     }
     let mut cases = Vec::new();
-    let mut add = |name: &'static str, shape: &[usize]| {
-        if op.is_none_or(|o| o == name) {
-            cases.push(Case { op: name, shape: shape.to_vec() });
-        }
-    };
-    if quick {
-        add("matmul", &[64, 64, 64]);
-        add("matmul", &[33, 17, 29]);
-        add("gelu", &[1000]);
-        add("softmax", &[64, 59]);
-        add("layer_norm", &[64, 59]);
-        add("attention", &[1, 2, 9, 8]);
-        add("attention_backward", &[1, 2, 9, 8]);
-        add("transformer", &[2, 5, 2, 64]);
-        return Ok(cases);
-    }
-    for s in [256, 512, 1024] {
-        add("matmul", &[s, s, s]);
-    }
-    if large {
-        add("matmul", &[2048, 2048, 2048]);
-        add("matmul", &[4096, 4096, 4096]);
-    }
-    add("matmul", &[3776, 512, 2048]);
-    add("matmul", &[3776, 2048, 512]);
-    add("gelu", &[3776, 2048]);
-    for op in ["softmax", "layer_norm"] {
-        add(op, &[3776, 512]);
-        add(op, &[64 * 8 * 59, 59]);
-    }
-    add("attention", &[64, 8, 59, 64]);
-    add("attention", &[1, 8, 1024, 64]);
-    add("attention_backward", &[64, 8, 59, 64]);
-    add("attention_backward", &[1, 8, 1024, 64]);
-    add("transformer", &[8, 59, 8, 512]);
-    if large {
-        add("transformer", &[64, 59, 8, 512]);
+    for entry in REGISTRY
+        .iter()
+        .filter(|e| chosen.is_none_or(|c| c.name == e.name))
+    {
+        let sizes: Vec<&[usize]> = if quick {
+            entry.quick.to_vec()
+        } else {
+            entry
+                .standard
+                .iter()
+                .chain(if large { entry.large } else { &[] })
+                .copied()
+                .collect()
+        };
+        cases.extend(sizes.into_iter().map(|shape| Case {
+            op: entry.name,
+            shape: shape.to_vec(),
+        }));
     }
     Ok(cases)
 }
@@ -101,97 +179,5 @@ pub fn list(op: Option<&str>, shape: Option<&[usize]>, quick: bool, large: bool)
 /// Uploads the inputs of `case` and returns its runs, host reference and work. With `variants`,
 /// ops that have several kernels get one extra run per kernel.
 pub fn prepare<'a>(gpu: &'a Gpu, case: &Case, variants: bool) -> Result<Prepared<'a>> {
-    let up = |a: &ArrayD<f32>, name: &str| GpuTensor::upload(gpu, a.view(), name);
-    let f64s = |a: &ArrayD<f32>| a.mapv(f64::from);
-    let only = |record: Record<'a>| vec![GpuRun { variant: "default".into(), choice: "only", record }];
-    let s = case.shape.clone();
-    match case.op {
-        "matmul" => {
-            let [m, k, n] = s[..] else { return Err(Error::Shape(format!("matmul bench shape {s:?} is not [M, K, N]"))) };
-            let (a, b) = (inputs(&[m, k], 1), inputs(&[k, n], 2));
-            let (ta, tb) = (up(&a, "a")?, up(&b, "b")?);
-            let out = GpuTensor::empty(gpu, &[m, n], "out")?;
-            let chosen = matmul::choose(gpu, &[m, k], &[k, n])?;
-            let choice = if gpu.tune().enabled() && 2.0 * (m * n * k) as f64 >= (1u64 << 24) as f64 { "autotune" } else { "static" };
-            let mut runs = Vec::new();
-            let all = matmul::Variant::preferred(gpu).into_iter().filter(|v| variants && *v != chosen && v.supports(gpu, k, n));
-            for (variant, choice) in std::iter::once((chosen, choice)).chain(all.map(|v| (v, "fixed"))) {
-                let (ta, tb, out) = (ta.clone(), tb.clone(), out.clone());
-                let record: Record<'a> = Box::new(move |e| matmul::record_with(gpu, e, &ta, &tb, &out, variant));
-                runs.push(GpuRun { variant: variant.name().into(), choice, record });
-            }
-            let (a, b) = (f64s(&a), f64s(&b));
-            let host = Box::new(move || reference::matmul::matmul(a.view(), b.view()).map(drop));
-            Ok(Prepared { runs, host, work: Work::Flops(2.0 * (m * k * n) as f64) })
-        }
-        "gelu" => {
-            let x = inputs(&s, 3);
-            let (tx, out) = (up(&x, "x")?, GpuTensor::empty(gpu, &s, "out")?);
-            let x = f64s(&x);
-            let bytes = 8.0 * x.len() as f64;
-            Ok(Prepared {
-                runs: only(Box::new(move |e| gelu::record_into(gpu, e, Gelu::Tanh, &tx, &out))),
-                host: Box::new(move || {
-                    reference::gelu::gelu(Gelu::Tanh, x.view());
-                    Ok(())
-                }),
-                work: Work::Bytes(bytes),
-            })
-        }
-        "softmax" => {
-            let x = inputs(&s, 4);
-            let (tx, out) = (up(&x, "x")?, GpuTensor::empty(gpu, &s, "out")?);
-            let x = f64s(&x);
-            let bytes = 8.0 * x.len() as f64;
-            Ok(Prepared {
-                runs: only(Box::new(move |e| softmax::record_into(gpu, e, &tx, &out))),
-                host: Box::new(move || reference::softmax::softmax(x.view()).map(drop)),
-                work: Work::Bytes(bytes),
-            })
-        }
-        "layer_norm" => {
-            let n = *s.last().unwrap_or(&1);
-            let (x, w, b) = (inputs(&s, 5), inputs(&[n], 6), inputs(&[n], 7));
-            let (tx, tw, tb) = (up(&x, "x")?, up(&w, "w")?, up(&b, "b")?);
-            let out = GpuTensor::empty(gpu, &s, "out")?;
-            let (x, w, b) = (f64s(&x), f64s(&w), f64s(&b));
-            let bytes = 8.0 * (x.len() + 2 * n) as f64;
-            Ok(Prepared {
-                runs: only(Box::new(move |e| layer_norm::record_into(gpu, e, &tx, &tw, &tb, 1e-5, &out))),
-                host: Box::new(move || reference::layer_norm::layer_norm(x.view(), w.view(), b.view(), 1e-5).map(drop)),
-                work: Work::Bytes(bytes),
-            })
-        }
-        "attention" => prepare_attention(gpu, &s),
-        "attention_backward" => super::attention_backward::prepare(gpu, &s),
-        "transformer" => super::transformer::prepare(gpu, &s),
-        other => Err(Error::Input(format!("bench knows no op {other:?}"))),
-    }
-}
-
-/// Causal self-attention at `[B, H, S, D]`: the fused path (no pattern) and the path that writes
-/// the pattern, as two variants. Work counts the multiply-adds of q kᵀ and pattern v over the
-/// visible (unmasked) pairs only.
-fn prepare_attention<'a>(gpu: &'a Gpu, s: &[usize]) -> Result<Prepared<'a>> {
-    let &[bsz, h, seq, d] = s else { return Err(Error::Shape(format!("attention bench shape {s:?} is not [B, H, S, D]"))) };
-    let (q, k, v) = (inputs(s, 8), inputs(s, 9), inputs(s, 10));
-    let (tq, tk, tv) = (GpuTensor::upload(gpu, q.view(), "q")?, GpuTensor::upload(gpu, k.view(), "k")?, GpuTensor::upload(gpu, v.view(), "v")?);
-    let out = GpuTensor::empty(gpu, s, "out")?;
-    let pattern = GpuTensor::empty(gpu, &[bsz, h, seq, seq], "pattern")?;
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut runs = Vec::new();
-    for (name, with_pattern) in [("fused", false), ("pattern", true)] {
-        let (tq, tk, tv, out, pattern) = (tq.clone(), tk.clone(), tv.clone(), out.clone(), pattern.clone());
-        let record: Record<'a> = Box::new(move |e| {
-            attention::record_into(gpu, e, &tq, &tk, &tv, true, scale, &out, with_pattern.then_some(&pattern))
-        });
-        runs.push(GpuRun { variant: name.into(), choice: "fixed", record });
-    }
-    let (q, k, v) = (q.mapv(f64::from), k.mapv(f64::from), v.mapv(f64::from));
-    let visible = (seq * (seq + 1) / 2) as f64;
-    Ok(Prepared {
-        runs,
-        host: Box::new(move || reference::attention::attention(q.view(), k.view(), v.view(), true, f64::from(scale)).map(drop)),
-        work: Work::Flops(4.0 * (bsz * h * d) as f64 * visible),
-    })
+    (find(case.op)?.prepare)(gpu, &case.shape, variants)
 }

@@ -15,6 +15,7 @@
 
 pub mod attention_backward;
 pub mod cases;
+pub mod kernels;
 pub mod peaks;
 pub mod run;
 pub mod size;
@@ -32,7 +33,7 @@ use cases::{Case, Work};
 /// What to measure and how long ([`Options::new`] gives the `bench` command's defaults).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Only this op (one of [`cases::OPS`]); every op when `None`.
+    /// Only this op (one of [`cases::REGISTRY`]'s ops); every op when `None`.
     pub op: Option<String>,
     /// Only this shape of `op` (see [`cases::Case::shape`]) instead of the standard ones.
     pub shape: Option<Vec<usize>>,
