@@ -26,7 +26,7 @@ pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
         )));
     }
     let config = Config::from_file(&json)?;
-    config.refuse_variants("the backward pass")?;
+    config.refuse_gpu_backward_variants()?;
     // By state-dict name, other keys (`grad.*`, `targets`, ...) ignored; float32 widened exactly.
     let weights = weights_from_fixture(&config, fixture)?.try_map(&config, |_, a| Ok(a.mapv(|v| v as f32)))?;
     let tokens = fixture.int_array("tokens")?;

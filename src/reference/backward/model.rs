@@ -37,7 +37,7 @@ use crate::transformer::intervention::Intervention;
 use crate::transformer::weights::Weights;
 
 #[path = "model_forms.rs"]
-mod forms;
+pub mod forms;
 use crate::transformer::Config;
 
 /// The result of a float64 backward pass.
