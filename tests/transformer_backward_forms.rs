@@ -128,3 +128,46 @@ fn variants_without_a_gpu_backward_are_refused_by_name() {
         assert!(transformer_grad(&config, &w64, tokens.view(), targets.view(), &Names::Nothing, &[]).is_ok(), "{field}");
     }
 }
+
+/// The RMS flag of the norm backward kernel against its float64 twin over awkward shapes: both
+/// steps in one pass, and the hooked path's two steps with accumulation.
+fn check_rms_norm(gpu: &common::TestGpu, rows_n: usize, n: usize, seed: u64) {
+    use shaderlens::ops::backward::rows;
+    use shaderlens::reference::backward::model::forms::rms_scale_backward;
+    use shaderlens::reference::backward::layer_norm::normalize_backward;
+    use shaderlens::reference::transformer::forms::rms_norm;
+    use shaderlens::tensor::GpuTensor;
+    let eps = 1e-5;
+    let x = common::array(&[rows_n, n], common::normals(seed, rows_n * n).iter().map(|v| 3.0 * v + 1.0).collect());
+    let dn = common::array(&[rows_n, n], common::normals(seed + 1, rows_n * n));
+    let (x64, dn64) = (x.mapv(f64::from), dn.mapv(f64::from));
+    let (_, scale) = rms_norm(&x64, eps);
+    let (dc, d_scale) = normalize_backward(x64.view(), scale.view(), dn64.view()).expect("reference");
+    let want = rms_scale_backward(x64.view(), eps, d_scale.view(), dc.view()).expect("reference");
+    let up = |a: &ArrayD<f32>| GpuTensor::upload(gpu, a.view(), "input").expect("upload");
+    let (xt, st, dnt) = (up(&x), up(&scale.mapv(|v| v as f32)), up(&dn));
+    let ds = GpuTensor::empty(gpu, scale.shape(), "d scale").expect("alloc");
+    let dx = GpuTensor::empty(gpu, &[rows_n, n], "dx").expect("alloc");
+    let what = format!("rms norm backward {rows_n}x{n}");
+    for split in [false, true] {
+        let mut e = gpu.encoder();
+        if split {
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Scale, &ds, &dx, false).expect("record");
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Input, &ds, &dx, true).expect("record");
+        } else {
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Both, &ds, &dx, false).expect("record");
+        }
+        gpu.submit_and_wait(e).expect("submit");
+        let factor = if split { 2.0 } else { 1.0 };
+        common::assert_close(&ds.read(gpu).expect("read"), &d_scale, 1e-6, 1e-3, &format!("{what} d_scale"));
+        common::assert_close(&dx.read(gpu).expect("read"), &(&want * factor), 1e-6, 1e-3, &format!("{what} dx split {split}"));
+    }
+}
+
+#[test]
+fn rms_norm_backward_kernel_over_awkward_shapes() {
+    let gpu = common::gpu();
+    for (i, (r, n)) in [(1, 1), (1, 2), (3, 7), (65, 5), (2, 257), (130, 33)].into_iter().enumerate() {
+        check_rms_norm(&gpu, r, n, 40 + i as u64);
+    }
+}
