@@ -8,7 +8,9 @@
 //! ([`super::loss`]) through the unembedding, the final layer norm and each block (MLP, then
 //! attention, each with its layer norm and the residual branch), to the embeddings. At each hook
 //! [`super::tape::Tape`] records the gradient when asked and carries it back through that hook's
-//! interventions, so a gradient can be taken on a patched run.
+//! interventions, so a gradient can be taken on a patched run. Every TransformerLens variant the
+//! forward runs (norm forms, SoLU, shortformer, parallel blocks, attention scales and direction,
+//! the optional hooks) is differentiated too, in [`forms`].
 //!
 //! Two hook gradients follow TransformerLens rather than calculus, so that its fixtures pass:
 //! `hook_pattern_grad` is `dz vᵀ` over every key, hidden ones included (PyTorch differentiates
