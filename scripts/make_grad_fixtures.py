@@ -25,6 +25,12 @@ How a case is made:
 FAIL variants (tests/data/verify_bad/transformer_grad/) copy ``ln_gelu`` with one expected value
 1 % off or one gradient's sign flipped; ERROR variants (the same folder)
 have targets missing, mis-shaped, out of range, or counting no position.
+
+The TransformerLens variants (issue 13) have one case each: RMS, RMSPre, final_rms,
+parallel_attn_mlp with hook_mlp_in, attn_scale with bidirectional attention, use_attn_scale false
+with the by-layer scale (fixtures/transformer_grad/, GPU and float64 reference), and the ones the
+GPU backward refuses by name (REFUSED: solu_ln, solu, shortformer, use_attn_result,
+use_split_qkv_input, use_attn_in), written beside the ERROR variants.
 """
 
 from __future__ import annotations
@@ -47,12 +53,12 @@ SEED = 20261130
 
 
 def config(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=11, d_vocab_out=None,
-           n_ctx=8, act_fn="gelu", normalization_type="LN", attn_only=False) -> Dict[str, Any]:
-    return dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head,
+           n_ctx=8, act_fn="gelu", normalization_type="LN", attn_only=False, **extra) -> Dict[str, Any]:
+    return {**dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head,
                 d_mlp=None if attn_only else d_mlp, d_vocab=d_vocab,
                 d_vocab_out=d_vocab if d_vocab_out is None else d_vocab_out, n_ctx=n_ctx,
                 act_fn=act_fn, normalization_type=normalization_type, attn_only=attn_only,
-                eps=1e-5, positional_embedding_type="standard")
+                eps=1e-5, positional_embedding_type="standard"), **extra}
 
 
 # name -> (config, batch, seq, targets kind, hooks kept: None = all)
@@ -70,6 +76,31 @@ CASES: Dict[str, tuple] = {
     "ignored": (config(), 3, 8, "ignored", None),
     "othello": (config(d_model=64, n_heads=4, d_head=16, d_mlp=256, d_vocab=61, n_ctx=59), 2, 59,
                 "next", "resid"),
+    # TransformerLens variants (issue 13): small, so that verify runs them on lavapipe in CI.
+    "rms_gelu": (config(d_model=8, d_head=4, d_mlp=16, normalization_type="RMS"), 2, 5, "next", None),
+    "rmspre_relu": (config(d_model=8, d_head=4, d_mlp=16, act_fn="relu", normalization_type="RMSPre"),
+                    2, 5, "next", None),
+    "final_rms": (config(d_model=8, d_head=4, d_mlp=16, final_rms=True), 2, 5, "next", None),
+    "parallel_mlp_in": (config(d_model=8, d_head=4, d_mlp=16, act_fn="gelu_fast", parallel_attn_mlp=True,
+                               use_hook_mlp_in=True), 2, 5, "next", None),
+    "attn_scale_bidirectional": (config(d_model=8, d_head=4, d_mlp=16, act_fn="gelu_pytorch_tanh",
+                                        attn_scale=2.5, attention_dir="bidirectional"), 2, 5, "next", None),
+    "no_attn_scale_by_layer": (config(d_model=8, d_head=4, d_mlp=16, use_attn_scale=False,
+                                      scale_attn_by_inverse_layer_idx=True), 2, 5, "next", None),
+}
+
+# Variants the GPU backward refuses by name (verify: ERROR naming the field); the float64
+# reference passes them (tests/grad_fixtures.rs). Written to tests/data/verify_bad/transformer_grad/.
+REFUSED: Dict[str, tuple] = {
+    "solu_ln": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu_ln"), 2, 5, "next", None),
+    "solu_rms": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu", normalization_type="RMS"),
+                 2, 5, "next", None),
+    "shortformer": (config(d_model=8, d_head=4, d_mlp=16, positional_embedding_type="shortformer"),
+                    2, 5, "next", None),
+    "attn_result": (config(d_model=8, d_head=4, d_mlp=16, use_attn_result=True), 2, 5, "next", None),
+    "split_qkv_input": (config(d_model=8, d_head=4, d_mlp=16, use_split_qkv_input=True), 2, 5, "next", None),
+    "attn_in_lnpre": (config(d_model=8, d_head=4, d_mlp=16, use_attn_in=True, normalization_type="LNPre"),
+                      2, 5, "next", None),
 }
 
 
@@ -171,7 +202,7 @@ def write(prefix: str, cfg_dict: Dict[str, Any], arrays: Dict[str, np.ndarray]) 
 
 
 def make_case(name: str, out: str) -> Dict[str, np.ndarray]:
-    spec, batch, seq, kind, keep = CASES[name]
+    spec, batch, seq, kind, keep = CASES[name] if name in CASES else REFUSED[name]
     rng = np.random.default_rng([SEED, sum(name.encode()), len(name)])
     model = build_model(spec)
     weights = random_weights(model, rng)
@@ -250,16 +281,19 @@ def make_bad(out: str, bad_out: str) -> None:
 def main() -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("cases", nargs="*", help=f"cases (default all: {', '.join(CASES)}, bad)")
+    p.add_argument("cases", nargs="*", help=f"cases (default all: {', '.join(CASES)}, bad, "
+                                            f"{', '.join(REFUSED)})")
     p.add_argument("--out", default=os.path.join(root, "fixtures"))
     p.add_argument("--bad-out", default=os.path.join(root, "tests", "data", "verify_bad"))
     args = p.parse_args()
     torch.manual_seed(0)
-    for c in args.cases or list(CASES) + ["bad"]:
+    for c in args.cases or list(CASES) + ["bad"] + list(REFUSED):
         if c == "bad":
             make_bad(args.out, args.bad_out)
         elif c in CASES:
             make_case(c, args.out)
+        elif c in REFUSED:
+            make_case(c, args.bad_out)
         else:
             p.error(f"unknown case {c!r}")
     return 0

@@ -6,6 +6,8 @@
 // flags bit 0: d_scale[row] = -sum_j dn_j c_j / s'^2 (d/d hook_scale, before its hook).
 // flags bit 1: dx = dc - mean(dc), dc = dn / s' + ds c / (N s), with ds = the value just computed
 //   (bit 0) or d_scale[row] as the hook left it; flags bit 2 adds dx to the old contents of dx.
+// flags bit 3: RMS norm (TransformerLens's RMS and RMSPre): no centring, c = x, s = sqrt(mean(x^2)
+//   + eps), and dx = dc (no mean subtracted).
 // The workgroup grid is 2-D; the linear index is wg.y * num_wg.x + wg.x.
 
 struct Params {
@@ -39,16 +41,19 @@ fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>,
     let n = params.cols;
     let nf = f32(n);
     let base = row * n;
+    let rms = (params.flags & 8u) != 0u;
     var mean = 0.0;
-    for (var j = 0u; j < n; j++) {
-        mean += x[base + j];
+    if (!rms) {
+        for (var j = 0u; j < n; j++) {
+            mean += x[base + j];
+        }
+        mean = mean / nf;
+        var fix = 0.0;
+        for (var j = 0u; j < n; j++) {
+            fix += x[base + j] - mean;
+        }
+        mean += fix / nf;
     }
-    mean = mean / nf;
-    var fix = 0.0;
-    for (var j = 0u; j < n; j++) {
-        fix += x[base + j] - mean;
-    }
-    mean += fix / nf;
     let s_used = scale[row];
     var ds = 0.0;
     if ((params.flags & 1u) != 0u) {
@@ -78,7 +83,10 @@ fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>,
     for (var j = 0u; j < n; j++) {
         sum_c += x[base + j] - mean;
     }
-    let mean_dc = (sum_dn / s_used + k * sum_c) / nf;
+    var mean_dc = (sum_dn / s_used + k * sum_c) / nf;
+    if (rms) {
+        mean_dc = 0.0;
+    }
     let acc = (params.flags & 4u) != 0u;
     for (var j = 0u; j < n; j++) {
         let c = x[base + j] - mean;

@@ -190,10 +190,15 @@ fn check_model(what: &str, config: &Config, seed: u64, targets: ArrayD<i64>, iv:
             // three times there); those values are checked against its fixtures, and here only
             // for the property that gives them away: query 0 sees one key, so they are 0 there.
             let g = run.cache.get(&format!("{}_grad", hook.name)).unwrap();
-            if iv.is_empty() {
+            if iv.is_empty() && config.causal {
                 assert!(g.indexed_iter().all(|(i, &v)| i[1] != 0 || v == 0.0), "{what}: {} at position 0", hook.name);
                 assert!(g.iter().any(|&v| v != 0.0), "{what}: {} is all zero", hook.name);
             }
+            continue;
+        }
+        if hook.name == "hook_tokens" {
+            // Token ids have no gradient (TransformerLens records none either).
+            assert!(run.cache.get("hook_tokens_grad").is_none(), "{what}: hook_tokens_grad");
             continue;
         }
         let g = run.cache.get(&format!("{}_grad", hook.name)).unwrap_or_else(|| panic!("{what}: no {}_grad", hook.name));
@@ -251,6 +256,52 @@ fn whole_model_gradients_for_every_variant() {
     // The last position alone (modular arithmetic).
     let targets = ndarray::arr2(&[[-1i64, -1, 3], [-1, -1, 0]]).into_dyn();
     check_model("last position", &config("null", "relu", false, 1, 7, 5), 201, targets, &[]);
+}
+
+/// `config(norm, act, ..)` with TransformerLens fields added (JSON `"key": value, ...`).
+fn variant(norm: &str, act: &str, attn_only: bool, extra: &str) -> Config {
+    let mut base: serde_json::Value = serde_json::from_str(&config(norm, act, attn_only, 2, 7, 7).to_json()).unwrap();
+    let extra: serde_json::Value = serde_json::from_str(&format!("{{{extra}}}")).unwrap();
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    Config::from_json(&base.to_string()).unwrap()
+}
+
+#[test]
+fn whole_model_gradients_for_transformerlens_variants() {
+    let mut rng = Rng::new(17);
+    let variants = [
+        ("RMS", variant("RMS", "gelu", false, r#""final_rms": false"#)),
+        ("RMSPre", variant("RMSPre", "relu", false, r#""final_rms": false"#)),
+        ("final_rms", variant("LN", "gelu", false, r#""final_rms": true"#)),
+        ("LNPre final_rms", variant("LNPre", "gelu", false, r#""final_rms": true"#)),
+        ("solu", variant("LN", "solu", false, r#""final_rms": false"#)),
+        ("solu_ln LN", variant("LN", "solu_ln", false, r#""final_rms": false"#)),
+        ("solu_ln LNPre", variant("LNPre", "solu_ln", false, r#""final_rms": false"#)),
+        ("shortformer", variant("LN", "gelu", false, r#""positional_embedding_type": "shortformer""#)),
+        ("parallel_attn_mlp", variant("LN", "gelu_fast", false, r#""parallel_attn_mlp": true"#)),
+        ("attn_scale", variant("LN", "gelu_pytorch_tanh", false, r#""attn_scale": 1.7, "scale_attn_by_inverse_layer_idx": true"#)),
+        ("no attn scale", variant("LNPre", "gelu", false, r#""use_attn_scale": false"#)),
+        ("bidirectional", variant("LN", "gelu", false, r#""attention_dir": "bidirectional""#)),
+        ("attn_result mlp_in tokens", variant("LN", "gelu", false, r#""use_attn_result": true, "use_hook_mlp_in": true, "use_hook_tokens": true"#)),
+        ("split_qkv_input shortformer", variant("LN", "gelu", false, r#""use_split_qkv_input": true, "positional_embedding_type": "shortformer""#)),
+        ("attn_in RMS", variant("RMS", "gelu", true, r#""use_attn_in": true"#)),
+        ("parallel mlp_in solu_ln", variant("RMSPre", "solu_ln", false, r#""parallel_attn_mlp": true, "use_hook_mlp_in": true"#)),
+    ];
+    for (i, (what, config)) in variants.iter().enumerate() {
+        let targets = next_token(2, 4, config.d_vocab_out, &mut rng);
+        check_model(what, config, 400 + i as u64, targets, &[]);
+    }
+    // Interventions on the variants' own hooks, the per-head ln1 among them.
+    let config = variant("RMS", "solu_ln", false, r#""use_split_qkv_input": true, "use_attn_result": true"#);
+    let iv = [
+        Intervention::scale("blocks.0.attn.hook_result", 0.5).at_head(1),
+        Intervention::scale("blocks.1.mlp.ln.hook_scale", 1.5),
+        Intervention::zero("blocks.0.hook_k_input").at_pos(1),
+        Intervention::scale("blocks.1.ln1.hook_scale", 0.7),
+        Intervention::scale("blocks.0.mlp.hook_mid", -2.0).at_batch(0),
+    ];
+    let targets = next_token(2, 4, 7, &mut rng);
+    check_model("patched variants", &config, 500, targets, &iv);
 }
 
 #[test]

@@ -196,7 +196,7 @@ impl Model {
         options: &GradOptions<'_>,
     ) -> Result<Gradients> {
         let config = &self.config;
-        config.refuse_variants("the GPU backward pass")?;
+        config.refuse_gpu_backward_variants()?;
         let (batch, seq) = check_tokens(config, tokens.view())?;
         options.names.check(config)?;
         let all_hooks = hooks(config, batch, seq);
@@ -213,7 +213,8 @@ impl Model {
             }
             Seed::Logits(_) => None,
         };
-        let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+        let hooked = block::forms::hooked_tokens(config, &all_hooks, tokens.view(), options.interventions)?;
+        let ids: Vec<u32> = hooked.iter().map(|&t| t as u32).collect();
         let index = TokenIndex::new(&ids, config.d_vocab)?;
 
         let mut state = self.backward.lock().map_err(|_| Error::Gpu("model backward state poisoned".into()))?;
@@ -295,7 +296,7 @@ fn needed(model: &Model, interventions: &[Intervention]) -> Vec<String> {
             names.push(format!("{p}.attn.hook_attn_scores"));
         }
         if config.mlp().is_some() {
-            names.push(format!("{p}.hook_resid_mid"));
+            names.push(block::forms::mlp_input(config, &p));
             ln(&format!("{p}.ln2"), &mut names);
             names.push(format!("{p}.mlp.hook_pre"));
             names.push(format!("{p}.mlp.hook_post"));

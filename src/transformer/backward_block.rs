@@ -35,6 +35,9 @@ pub(super) struct Walk<'a> {
 
 type Enc = wgpu::CommandEncoder;
 
+#[path = "backward_forms.rs"]
+pub(super) mod forms;
+
 impl Walk<'_> {
     fn act(&self, name: &str) -> Result<GpuTensor> {
         self.acts.get(name).cloned().ok_or_else(|| Error::Gpu(format!("the forward did not keep hook {name}")))
@@ -118,11 +121,15 @@ impl Walk<'_> {
         for l in (0..config.n_layers).rev() {
             let p = format!("blocks.{l}");
             self.hook(encoder, &format!("{p}.hook_resid_post"), &g)?;
-            if config.mlp().is_some() {
-                self.mlp(encoder, l, &g)?;
-                self.hook(encoder, &format!("{p}.hook_resid_mid"), &g)?;
-            }
-            let g_attn = self.branch(encoder, &format!("{p}.hook_attn_out"), &g, "g branch")?;
+            let g_attn = if config.parallel_attn_mlp && config.mlp().is_some() {
+                self.parallel_mlp(encoder, l, &g)?
+            } else {
+                if config.mlp().is_some() {
+                    self.mlp(encoder, l, &g)?;
+                    self.hook(encoder, &format!("{p}.hook_resid_mid"), &g)?;
+                }
+                self.branch(encoder, &format!("{p}.hook_attn_out"), &g, "g branch")?
+            };
             let pre = self.act(&format!("{p}.hook_resid_pre"))?;
             let ln1 = w.blocks[l].ln1.as_ref().zip(params.blocks[l].ln1.as_ref());
             let x = self.ln_output(encoder, &format!("{p}.ln1"), &pre, ln1.map(|(w, _)| w))?;
@@ -155,12 +162,12 @@ impl Walk<'_> {
         let d_pre = self.scratch("d mlp pre", &hidden)?;
         activation::record_into(self.gpu, encoder, model.config.act_fn.gelu(), &pre, &d_post, &d_pre)?;
         self.hook(encoder, &format!("{p}.mlp.hook_pre"), &d_pre)?;
-        let mid = self.act(&format!("{p}.hook_resid_mid"))?;
+        let mid = self.act(&forms::mlp_input(&model.config, &p))?;
         let ln2 = model.weights.blocks[l].ln2.as_ref().zip(params.blocks[l].ln2.as_ref());
         let x = self.ln_output(encoder, &format!("{p}.ln2"), &mid, ln2.map(|(w, _)| w))?;
         let d_x = self.scratch("d ln out", mid.shape())?;
         self.linear(encoder, &x, &mlp.w_in, &d_pre, &grads.w_in, &grads.b_in, Some((&d_x, false)))?;
-        self.layer_norm(encoder, &format!("{p}.ln2"), &mid, ln2, &d_x, None, g, true)
+        self.mlp_input_backward(encoder, &p, &mid, ln2, &d_x, g)
     }
 
     /// What layer norm `prefix` gave the next op: `normalized w + b`, `normalized`, or `x`.
@@ -224,21 +231,22 @@ impl Walk<'_> {
             self.tape.through(gpu, encoder, &norm_name, q)?;
         }
         let eps = self.model.config.eps as f32;
+        let rms = forms::is_rms(&self.model.config, prefix);
         if !self.tape.touches(&scale_name) {
-            return rows::layer_norm_backward(gpu, encoder, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch("d scale", scale.shape())?, dx, accumulate);
+            return rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch("d scale", scale.shape())?, dx, accumulate);
         }
         let d_scale = self.scratch("d scale", scale.shape())?;
-        rows::layer_norm_backward(gpu, encoder, x, &scale, &dn, eps, rows::LayerNormStep::Scale, &d_scale, dx, accumulate)?;
+        rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Scale, &d_scale, dx, accumulate)?;
         match &dn_query {
             Some(q) => {
                 let d_scale_query = self.scratch("d scale query", scale.shape())?;
-                rows::layer_norm_backward(gpu, encoder, x, &scale, q, eps, rows::LayerNormStep::Scale, &d_scale_query, dx, accumulate)?;
+                rows::norm_backward(gpu, encoder, rms, x, &scale, q, eps, rows::LayerNormStep::Scale, &d_scale_query, dx, accumulate)?;
                 self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale_query)?;
             }
             None => self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale)?,
         }
         self.tape.through(gpu, encoder, &scale_name, &d_scale)?;
-        rows::layer_norm_backward(gpu, encoder, x, &scale, &dn, eps, rows::LayerNormStep::Input, &d_scale, dx, accumulate)
+        rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Input, &d_scale, dx, accumulate)
     }
 
     /// Block `l`'s attention backward on its input `x` given d/d(its output) `g_attn`: every

@@ -19,7 +19,7 @@ use crate::transformer::{check_tokens, hooks, GradOptions, Model, Names, Seed};
 /// Checks one `transformer_grad` fixture.
 pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     let config = super::model_files::config_beside(fixture)?;
-    config.refuse_variants("the backward pass")?;
+    config.refuse_gpu_backward_variants()?;
     // By state-dict name, other keys (`grad.*`, `targets`, ...) ignored; float32 widened exactly.
     let weights = super::model_files::weights_among_others(&config, fixture)?;
     let tokens = fixture.int_array("tokens")?;

@@ -49,6 +49,27 @@ pub enum LayerNormStep {
     Both,
 }
 
+/// [`layer_norm_backward`] for LayerNorm (`rms` false) or TransformerLens's RMS norm (`rms`:
+/// no centring, `s = sqrt(mean(x²) + eps)`, `dx = dn / s' + ds x / (N s)`; float64 twin
+/// [`crate::reference::backward::model::forms::rms_scale_backward`]).
+#[allow(clippy::too_many_arguments)]
+pub fn norm_backward(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    rms: bool,
+    x: &GpuTensor,
+    scale: &GpuTensor,
+    dn: &GpuTensor,
+    eps: f32,
+    step: LayerNormStep,
+    d_scale: &GpuTensor,
+    dx: &GpuTensor,
+    accumulate: bool,
+) -> Result<()> {
+    let extra = if rms { 8 } else { 0 };
+    norm_step(gpu, encoder, extra, x, scale, dn, eps, step, d_scale, dx, accumulate)
+}
+
 /// Records a LayerNorm backward step for input `x` \[..., N\], `scale` (`hook_scale` as the
 /// forward used it, \[..., 1\]), d/d`hook_normalized` `dn`; writes `d_scale` \[..., 1\] and/or
 /// `dx` (added to its old contents when `accumulate`).
@@ -56,6 +77,24 @@ pub enum LayerNormStep {
 pub fn layer_norm_backward(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    scale: &GpuTensor,
+    dn: &GpuTensor,
+    eps: f32,
+    step: LayerNormStep,
+    d_scale: &GpuTensor,
+    dx: &GpuTensor,
+    accumulate: bool,
+) -> Result<()> {
+    norm_step(gpu, encoder, 0, x, scale, dn, eps, step, d_scale, dx, accumulate)
+}
+
+/// One norm backward dispatch with `extra` flag bits (8: RMS).
+#[allow(clippy::too_many_arguments)]
+fn norm_step(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    extra: u32,
     x: &GpuTensor,
     scale: &GpuTensor,
     dn: &GpuTensor,
@@ -87,6 +126,7 @@ pub fn layer_norm_backward(
     if accumulate {
         flags |= 4;
     }
+    flags |= extra;
     let params = Params { rows: count(rows, "layer norm backward rows")?, cols: n as u32, flags, value: eps, ..Params::default() };
     let buffers = [x.buffer(), scale.buffer(), dn.buffer(), d_scale.buffer(), dx.buffer()];
     launch(gpu, encoder, LAYER_NORM, "layer_norm_backward", params, &buffers, rows as u64, 64)

@@ -8,7 +8,9 @@
 //! ([`super::loss`]) through the unembedding, the final layer norm and each block (MLP, then
 //! attention, each with its layer norm and the residual branch), to the embeddings. At each hook
 //! [`super::tape::Tape`] records the gradient when asked and carries it back through that hook's
-//! interventions, so a gradient can be taken on a patched run.
+//! interventions, so a gradient can be taken on a patched run. Every TransformerLens variant the
+//! forward runs (norm forms, SoLU, shortformer, parallel blocks, attention scales and direction,
+//! the optional hooks) is differentiated too, in [`forms`].
 //!
 //! Two hook gradients follow TransformerLens rather than calculus, so that its fixtures pass:
 //! `hook_pattern_grad` is `dz vᵀ` over every key, hidden ones included (PyTorch differentiates
@@ -24,7 +26,6 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use super::activation::{gelu_backward, relu_backward};
 use super::attention::{output_backward, scores_backward};
 use super::embedding::{embedding_backward, pos_embedding_backward};
-use super::layer_norm::{affine_backward, centred, normalize_backward, scale_backward};
 use super::linear::linear_backward;
 use super::loss::cross_entropy;
 use super::softmax::{causal_softmax, softmax_backward};
@@ -35,7 +36,10 @@ use crate::reference::attention_layer::AttentionWeights;
 use crate::reference::transformer::forward;
 use crate::transformer::hooks::{hooks, Cache, Names};
 use crate::transformer::intervention::Intervention;
-use crate::transformer::weights::{LayerNormWeights, Weights};
+use crate::transformer::weights::Weights;
+
+#[path = "model_forms.rs"]
+pub mod forms;
 use crate::transformer::Config;
 
 /// The result of a float64 backward pass.
@@ -82,19 +86,19 @@ pub fn metric_grad(
     names: &Names,
     interventions: &[Intervention],
 ) -> Result<TransformerGrad> {
-    // The backward walk below follows the plain model (scale 1/sqrt(d_head), causal, sequential
-    // blocks): a config that changes any of these is refused by name, never answered wrongly.
-    config.refuse_variants("the backward pass")?;
     names.check(config)?;
     let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
     let run = forward(config, weights, tokens.view(), &Names::All, interventions)?;
     let (metric, d_logits) = seed(&run.logits)?;
     super::same_shape("the metric's d/d logits", d_logits.shape(), run.logits.shape())?;
+    // attn.hook_result on request: the forward computed it head by head, as with use_attn_result.
+    let config = &*crate::transformer::hooks::run_config(config, names, interventions);
     let mut walk = Walk {
         config,
         acts: run.cache,
         tape: Tape { hooks: hooks(config, batch, seq), names, interventions, grads: Vec::new() },
         grads: BTreeMap::new(),
+        d_pos: ArrayD::zeros(IxDyn(&[batch, seq, config.d_model])),
     };
     let g = walk.tape.hook("unembed.hook_out", d_logits)?;
     let lin = linear_backward(walk.act("unembed.hook_in")?.view(), weights.w_u.view(), g.view())?;
@@ -102,42 +106,63 @@ pub fn metric_grad(
     walk.grads.insert("unembed.b_U".into(), lin.db);
     let g = walk.tape.hook("unembed.hook_in", lin.dx)?;
     let last = match config.n_layers {
+        0 if config.shortformer => walk.act("hook_embed")?.clone(),
         0 => walk.act("hook_embed")? + walk.act("hook_pos_embed")?,
         n => walk.act(&format!("blocks.{}.hook_resid_post", n - 1))?.clone(),
     };
-    let mut g = walk.layer_norm("ln_final", last.view(), weights.ln_final.as_ref(), g, None)?;
+    let mut g = walk.norm("ln_final", config.final_norm(), &last, weights.ln_final.as_ref(), g, None, true)?;
     for (l, block) in weights.blocks.iter().enumerate().rev() {
         let p = format!("blocks.{l}");
         g = walk.tape.hook(&format!("{p}.hook_resid_post"), g)?;
-        if let (Some(mlp), Some(act)) = (&block.mlp, config.mlp().map(|_| config.act_fn)) {
+        // parallel_attn_mlp: the MLP's input gradient goes to resid_pre, past the attention.
+        let mut g_parallel = None;
+        if let Some(mlp) = block.mlp.as_ref().filter(|_| config.mlp().is_some()) {
             let g_out = walk.tape.hook(&format!("{p}.hook_mlp_out"), g.clone())?;
             let lin = linear_backward(walk.act(&format!("{p}.mlp.hook_post"))?.view(), mlp.w_out.view(), g_out.view())?;
             walk.grads.insert(format!("{p}.mlp.W_out"), lin.dw);
             walk.grads.insert(format!("{p}.mlp.b_out"), lin.db);
             let g_post = walk.tape.hook(&format!("{p}.mlp.hook_post"), lin.dx)?;
-            let pre = walk.act(&format!("{p}.mlp.hook_pre"))?;
-            let g_pre = match act.gelu() {
-                Some(kind) => gelu_backward(kind, pre.view(), g_post.view())?,
-                None => relu_backward(pre.view(), g_post.view())?,
-            };
+            let pre = walk.act(&format!("{p}.mlp.hook_pre"))?.clone();
+            let g_pre = walk.activation(&p, &pre, mlp.ln.as_ref(), g_post)?;
             let g_pre = walk.tape.hook(&format!("{p}.mlp.hook_pre"), g_pre)?;
-            let mid = walk.act(&format!("{p}.hook_resid_mid"))?.clone();
-            let x = walk.ln_output(&format!("{p}.ln2"), &mid, block.ln2.as_ref())?;
+            let input = match (config.optional_hooks.mlp_in, config.parallel_attn_mlp) {
+                (true, _) => format!("{p}.hook_mlp_in"),
+                (false, true) => format!("{p}.hook_resid_pre"),
+                (false, false) => format!("{p}.hook_resid_mid"),
+            };
+            let mlp_in = walk.act(&input)?.clone();
+            let ln2 = format!("{p}.ln2");
+            let x = walk.norm_output(&ln2, config.block_norm(), &mlp_in, block.ln2.as_ref())?;
             let lin = linear_backward(x.view(), mlp.w_in.view(), g_pre.view())?;
             walk.grads.insert(format!("{p}.mlp.W_in"), lin.dw);
             walk.grads.insert(format!("{p}.mlp.b_in"), lin.db);
-            g = g + walk.layer_norm(&format!("{p}.ln2"), mid.view(), block.ln2.as_ref(), lin.dx, None)?;
-            g = walk.tape.hook(&format!("{p}.hook_resid_mid"), g)?;
+            let mut d_in = walk.norm(&ln2, config.block_norm(), &mlp_in, block.ln2.as_ref(), lin.dx, None, true)?;
+            if config.optional_hooks.mlp_in {
+                d_in = walk.tape.hook(&format!("{p}.hook_mlp_in"), d_in)?;
+            }
+            if config.parallel_attn_mlp {
+                g_parallel = Some(d_in);
+            } else {
+                g = g + d_in;
+                g = walk.tape.hook(&format!("{p}.hook_resid_mid"), g)?;
+            }
         }
         let g_attn = walk.tape.hook(&format!("{p}.hook_attn_out"), g.clone())?;
         let pre = walk.act(&format!("{p}.hook_resid_pre"))?.clone();
-        let x = walk.ln_output(&format!("{p}.ln1"), &pre, block.ln1.as_ref())?;
-        let (dx, dx_query) = walk.attention(&p, &x, &block.attn, g_attn)?;
-        g = g + walk.layer_norm(&format!("{p}.ln1"), pre.view(), block.ln1.as_ref(), dx, Some(dx_query))?;
+        g = g + walk.attention_block(&p, l, &pre, block, g_attn)?;
+        if let Some(d) = g_parallel {
+            g = g + d;
+        }
         g = walk.tape.hook(&format!("{p}.hook_resid_pre"), g)?;
     }
     let g_embed = walk.tape.hook("hook_embed", g.clone())?;
-    let g_pos = walk.tape.hook("hook_pos_embed", g)?;
+    let g_pos = if config.shortformer { std::mem::take(&mut walk.d_pos) } else { g };
+    let g_pos = walk.tape.hook("hook_pos_embed", g_pos)?;
+    let hooked_tokens = match config.optional_hooks.tokens {
+        true => Some(crate::reference::transformer::forms::token_ids(walk.act("hook_tokens")?.view(), config.d_vocab)?),
+        false => None,
+    };
+    let tokens = hooked_tokens.as_ref().map_or(tokens, |t| t.view());
     walk.grads.insert("embed.W_E".into(), embedding_backward(tokens, g_embed.view(), config.d_vocab)?);
     walk.grads.insert("pos_embed.W_pos".into(), pos_embedding_backward(g_pos.view(), config.n_ctx)?);
     let mut grads = walk.grads;
@@ -154,6 +179,8 @@ struct Walk<'a> {
     acts: Cache<ArrayD<f64>>,
     tape: Tape<'a>,
     grads: BTreeMap<String, ArrayD<f64>>,
+    /// `shortformer`: d/d`hook_pos_embed`, gathered from the queries' and keys' inputs.
+    d_pos: ArrayD<f64>,
 }
 
 impl Walk<'_> {
@@ -161,102 +188,68 @@ impl Walk<'_> {
         self.acts.get(name).ok_or_else(|| Error::Input(format!("the forward did not produce hook {name}")))
     }
 
-    /// What the layer norm `prefix` gave the next op: `normalized w + b`, `normalized`, or `x`.
-    fn ln_output(&self, prefix: &str, x: &ArrayD<f64>, w: Option<&LayerNormWeights<ArrayD<f64>>>) -> Result<ArrayD<f64>> {
-        if !self.config.has_ln() {
-            return Ok(x.clone());
-        }
-        let n = self.act(&format!("{prefix}.hook_normalized"))?;
-        Ok(match w {
-            Some(ln) => n * &ln.w + ln.b.as_ref().ok_or_else(|| Error::Input(format!("{prefix}: no bias")))?,
-            None => n.clone(),
-        })
-    }
-
-    /// d/dx of layer norm `prefix` on input `x` given d/d(its output), through both hooks.
-    /// `dy_query`, for `ln1`, is the part of `dy` that came through the attention's query input:
-    /// the hooks record the gradient of that path alone, as TransformerLens's cache does (see
-    /// [`Tape::hook_as`]); the returned d/dx is the whole one.
-    fn layer_norm(
-        &mut self,
-        prefix: &str,
-        x: ArrayViewD<'_, f64>,
-        w: Option<&LayerNormWeights<ArrayD<f64>>>,
-        dy: ArrayD<f64>,
-        dy_query: Option<ArrayD<f64>>,
-    ) -> Result<ArrayD<f64>> {
-        if !self.config.has_ln() {
-            return Ok(dy);
-        }
-        let (dn, dn_query) = match w {
-            Some(ln) => {
-                let n = self.act(&format!("{prefix}.hook_normalized"))?;
-                let (dn, dw, db) = affine_backward(n.view(), ln.w.view(), dy.view())?;
-                self.grads.insert(format!("{prefix}.w"), dw);
-                self.grads.insert(format!("{prefix}.b"), db);
-                (dn, dy_query.map(|d| d * &ln.w))
-            }
-            None => (dy, dy_query),
-        };
-        let normalized = format!("{prefix}.hook_normalized");
-        let dn = self.tape.hook_as(&normalized, dn, dn_query.as_ref())?;
-        let dn_query = dn_query.map(|d| self.tape.through(&normalized, d)).transpose()?;
-        let c = centred(x.view())?;
-        let scale = self.act(&format!("{prefix}.hook_scale"))?;
-        let (dc, d_scale) = normalize_backward(c.view(), scale.view(), dn.view())?;
-        let d_scale_query = match dn_query {
-            Some(d) => Some(normalize_backward(c.view(), scale.view(), d.view())?.1),
-            None => None,
-        };
-        let d_scale = self.tape.hook_as(&format!("{prefix}.hook_scale"), d_scale, d_scale_query.as_ref())?;
-        scale_backward(x, self.config.eps, d_scale.view(), dc.view())
-    }
-
-    /// d/dx of block `p`'s attention on input `x` \[B,S,dm\] given d/d(its output), and the
-    /// part of it that came through the query input.
-    fn attention(&mut self, p: &str, x: &ArrayD<f64>, w: &AttentionWeights<ArrayD<f64>>, g_out: ArrayD<f64>) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+    /// Block `p` (layer `l`)'s attention backward from the inputs of q, k and v (\[B,S,dm\], or
+    /// \[B,S,H,dm\] per head) given d/d(its output): every attention weight's gradient, the hooks
+    /// from `hook_z` (or `hook_result`) back to `hook_q`, and d/d each input.
+    fn attention(&mut self, p: &str, l: usize, inputs: &[ArrayD<f64>; 3], w: &AttentionWeights<ArrayD<f64>>, g_out: ArrayD<f64>) -> Result<[ArrayD<f64>; 3]> {
         let (dm, h, dh) = (self.config.d_model, self.config.n_heads, self.config.d_head);
-        let (batch, seq) = (x.shape()[0], x.shape()[1]);
-        let z = self.act(&format!("{p}.attn.hook_z"))?.to_shape(IxDyn(&[batch, seq, h * dh])).map_err(shape_err)?.into_owned();
-        let w_o = w.w_o.to_shape(IxDyn(&[h * dh, dm])).map_err(shape_err)?.into_owned();
-        let lin = linear_backward(z.view(), w_o.view(), g_out.view())?;
-        self.grads.insert(format!("{p}.attn.W_O"), reshaped(&lin.dw, &[h, dh, dm])?);
-        self.grads.insert(format!("{p}.attn.b_O"), lin.db);
-        let dz = reshaped(&lin.dx, &[batch, seq, h, dh])?;
+        let (batch, seq) = (inputs[0].shape()[0], inputs[0].shape()[1]);
+        let z4 = self.act(&format!("{p}.attn.hook_z"))?.clone();
+        let dz = if self.config.optional_hooks.attn_result {
+            let d_result = self.tape.hook(&format!("{p}.attn.hook_result"), forms::result_grad(&g_out, h)?)?;
+            let (dz, dw) = forms::heads_backward(&z4, &w.w_o, &d_result)?;
+            self.grads.insert(format!("{p}.attn.W_O"), dw);
+            self.grads.insert(format!("{p}.attn.b_O"), super::linear::column_sums(g_out.view())?);
+            dz
+        } else {
+            let z = z4.to_shape(IxDyn(&[batch, seq, h * dh])).map_err(shape_err)?.into_owned();
+            let w_o = w.w_o.to_shape(IxDyn(&[h * dh, dm])).map_err(shape_err)?.into_owned();
+            let lin = linear_backward(z.view(), w_o.view(), g_out.view())?;
+            self.grads.insert(format!("{p}.attn.W_O"), reshaped(&lin.dw, &[h, dh, dm])?);
+            self.grads.insert(format!("{p}.attn.b_O"), lin.db);
+            reshaped(&lin.dx, &[batch, seq, h, dh])?
+        };
         let dz = self.tape.hook(&format!("{p}.attn.hook_z"), dz)?;
         let heads_first = |a: &ArrayD<f64>| a.view().permuted_axes(IxDyn(&[0, 2, 1, 3])).as_standard_layout().into_owned();
         let [q, k, v] = ["q", "k", "v"].map(|n| self.act(&format!("{p}.attn.hook_{n}")).map(heads_first));
         let (q, k, v) = (q?, k?, v?);
+        let causal = self.config.causal;
         let pattern = self.act(&format!("{p}.attn.hook_pattern"))?;
-        let (dpattern, dv) = output_backward(pattern.view(), v.view(), heads_first(&dz).view(), true)?;
+        let (dpattern, dv) = output_backward(pattern.view(), v.view(), heads_first(&dz).view(), causal)?;
         let dpattern = self.tape.hook(&format!("{p}.attn.hook_pattern"), dpattern)?;
         // The pattern before hook_pattern's interventions: the softmax of the scores it saw.
-        let before = causal_softmax(self.act(&format!("{p}.attn.hook_attn_scores"))?.view());
+        let scores = self.act(&format!("{p}.attn.hook_attn_scores"))?;
+        let before = if causal { causal_softmax(scores.view()) } else { crate::reference::softmax::softmax(scores.view())? };
         let dscores = softmax_backward(before.view(), dpattern.view())?;
         let dscores = self.tape.hook(&format!("{p}.attn.hook_attn_scores"), dscores)?;
-        let (dq, dk) = scores_backward(q.view(), k.view(), dscores.view(), 1.0 / (dh as f64).sqrt())?;
-        let mut dx = ArrayD::<f64>::zeros(x.raw_dim());
-        let mut dx_query = dx.clone();
-        let rows = x.to_shape((batch * seq, dm)).map_err(shape_err)?;
-        for (name, d, w_in, b_name) in [("q", dq, &w.w_q, "Q"), ("k", dk, &w.w_k, "K"), ("v", dv, &w.w_v, "V")] {
+        let (dq, dk) = scores_backward(q.view(), k.view(), dscores.view(), self.config.score_scale(l))?;
+        let mut out = Vec::with_capacity(3);
+        for ((name, d, w_in, b_name), x) in [("q", dq, &w.w_q, "Q"), ("k", dk, &w.w_k, "K"), ("v", dv, &w.w_v, "V")].into_iter().zip(inputs) {
             let d = heads_first(&d); // [B,H,S,dh] back to [B,S,H,dh]: the same permutation.
             let d = self.tape.hook(&format!("{p}.attn.hook_{name}"), d)?;
             let mut dw = ArrayD::<f64>::zeros(IxDyn(&[h, dm, dh]));
             let mut db = ArrayD::<f64>::zeros(IxDyn(&[h, dh]));
+            let mut dx = ArrayD::<f64>::zeros(x.raw_dim());
+            let per_head = x.ndim() == 4;
             for head in 0..h {
                 let dh_rows = d.slice(ndarray::s![.., .., head, ..]).to_shape((batch * seq, dh)).map_err(shape_err)?.into_owned();
+                let rows = match per_head {
+                    true => x.slice(ndarray::s![.., .., head, ..]).to_shape((batch * seq, dm)).map_err(shape_err)?.into_owned(),
+                    false => x.to_shape((batch * seq, dm)).map_err(shape_err)?.into_owned(),
+                };
                 let wh = w_in.slice(ndarray::s![head, .., ..]);
                 dw.slice_mut(ndarray::s![head, .., ..]).assign(&rows.t().dot(&dh_rows));
                 db.slice_mut(ndarray::s![head, ..]).assign(&dh_rows.sum_axis(ndarray::Axis(0)));
                 let back = reshaped(&dh_rows.dot(&wh.t()), &[batch, seq, dm])?;
-                if name == "q" {
-                    dx_query += &back;
+                match per_head {
+                    true => dx.slice_mut(ndarray::s![.., .., head, ..]).assign(&back),
+                    false => dx += &back,
                 }
-                dx += &back;
             }
             self.grads.insert(format!("{p}.attn.W_{b_name}"), dw);
             self.grads.insert(format!("{p}.attn.b_{b_name}"), db);
+            out.push(dx);
         }
-        Ok((dx, dx_query))
+        out.try_into().map_err(|_| Error::Input("three attention input gradients".into()))
     }
 }

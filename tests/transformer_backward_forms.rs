@@ -1,0 +1,173 @@
+//! The GPU backward pass for TransformerLens's variants (RMS and RMSPre, `final_rms`,
+//! `parallel_attn_mlp`, `hook_mlp_in`, `hook_tokens`, any `attn_scale`, the by-layer scale,
+//! bidirectional attention, the GELU forms) against the float64 reference, with interventions on
+//! the variants' own hooks; and the variants it does not implement yet refused by name before
+//! any GPU work.
+
+mod common;
+
+use ndarray::{ArrayD, IxDyn};
+use shaderlens::compare::Comparison;
+use shaderlens::reference::backward::fixtures::{GRAD, GRAD_LOSS};
+use shaderlens::reference::backward::model::transformer_grad;
+use shaderlens::transformer::{hooks, Config, GradOptions, Intervention, Model, Names, Seed, Weights};
+
+/// A two-layer config with TransformerLens fields added (`"key": value, ...`).
+fn config(norm: &str, act: &str, extra: &str) -> Config {
+    let pos = if extra.contains("positional_embedding_type") { "" } else { r#", "positional_embedding_type": "standard""# };
+    Config::from_json(&format!(
+        r#"{{"n_layers": 2, "d_model": 8, "n_heads": 2, "d_head": 4, "d_mlp": 12, "d_vocab": 7,
+            "d_vocab_out": 5, "n_ctx": 6, "act_fn": "{act}", "normalization_type": "{norm}",
+            "attn_only": false, "eps": 1e-5{pos}{extra}}}"#
+    ))
+    .expect("config")
+}
+
+fn weights(config: &Config, seed: u64) -> Weights<ArrayD<f32>> {
+    let mut i = 0u64;
+    Weights::build(config, |name, shape| {
+        i += 1;
+        let n: usize = shape.iter().product();
+        let data = common::normals(seed * 1000 + i, n);
+        let leaf = name.rsplit('.').next().unwrap_or("");
+        let scale = if leaf.starts_with("W_") && leaf != "W_E" { 1.0 / (shape[shape.len() - 2] as f32).sqrt() } else { 0.3 };
+        let data = data.iter().map(|v| if leaf == "w" { 1.0 + 0.1 * v } else { scale * v }).collect();
+        Ok(common::array(shape, data))
+    })
+    .expect("weights")
+}
+
+fn tokens_targets() -> (ArrayD<i64>, ArrayD<i64>) {
+    let tokens = ndarray::arr2(&[[1i64, 6, 2, 2, 0], [3, 4, 5, 1, 6]]).into_dyn();
+    let targets = ndarray::arr2(&[[4i64, -1, 0, 3, 2], [1, 1, -1, 4, 0]]).into_dyn();
+    (tokens, targets)
+}
+
+/// The GPU's loss, every parameter gradient and every hook gradient against the reference.
+fn compare(gpu: &common::TestGpu, config: &Config, interventions: &[Intervention], what: &str) {
+    let (tokens, targets) = tokens_targets();
+    let w = weights(config, 5);
+    let w64 = w.try_map(config, |_, a| Ok(a.mapv(f64::from))).expect("widen");
+    let all: Vec<String> = hooks(config, 2, 5).into_iter().map(|h| h.name).filter(|n| n != "hook_tokens").collect();
+    let names = Names::only(&all);
+    let want = transformer_grad(config, &w64, tokens.view(), targets.view(), &names, interventions).expect("reference");
+    let model = Model::load(gpu, config.clone(), &w).expect("load");
+    let options = GradOptions { names, interventions };
+    let got = model.backward(gpu, tokens.view(), &Seed::CrossEntropy(targets.view()), &options).expect("backward").read(gpu, config).expect("read");
+    let mut c = Comparison::new();
+    let loss = ArrayD::from_elem(IxDyn(&[]), got.loss.expect("a loss"));
+    let want_loss = ArrayD::from_elem(IxDyn(&[]), want.loss);
+    c.add_f32("loss", &loss.view(), &want_loss.view(), &GRAD_LOSS.allowed(&want_loss.view()).view()).expect("loss");
+    for ((name, g), (_, r)) in got.params.named().into_iter().zip(want.grads.named()) {
+        c.add_f32(&name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("param");
+    }
+    assert_eq!(got.cache.len(), want.cache.len(), "{what}: hook gradients");
+    assert!(!got.cache.is_empty(), "{what}");
+    for ((name, g), (want_name, r)) in got.cache.iter().zip(want.cache.iter()) {
+        assert_eq!(name, want_name, "{what}");
+        c.add_f32(name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("hook");
+    }
+    assert!(c.passed(), "{what}: ratio {} worst {:?}", c.ratio, c.worst);
+}
+
+#[test]
+fn variants_match_the_reference() {
+    let gpu = common::gpu();
+    let cases = [
+        ("RMS", config("RMS", "gelu", "")),
+        ("RMSPre", config("RMSPre", "relu", "")),
+        ("LN final_rms", config("LN", "gelu_fast", r#", "final_rms": true"#)),
+        ("LNPre final_rms", config("LNPre", "gelu_pytorch_tanh", r#", "final_rms": true"#)),
+        ("attn_scale by layer", config("LN", "gelu", r#", "attn_scale": 1.7, "scale_attn_by_inverse_layer_idx": true"#)),
+        ("no attn scale", config("LN", "relu", r#", "use_attn_scale": false"#)),
+        ("bidirectional", config("LN", "gelu", r#", "attention_dir": "bidirectional""#)),
+        ("parallel mlp_in tokens", config("RMS", "gelu", r#", "parallel_attn_mlp": true, "use_hook_mlp_in": true, "use_hook_tokens": true"#)),
+        ("mlp_in", config("LN", "gelu", r#", "use_hook_mlp_in": true"#)),
+    ];
+    for (what, config) in &cases {
+        compare(&gpu, config, &[], what);
+    }
+}
+
+#[test]
+fn interventions_on_the_variants_hooks_match_the_reference() {
+    let gpu = common::gpu();
+    let config = config("RMS", "gelu", r#", "parallel_attn_mlp": true, "use_hook_mlp_in": true, "use_hook_tokens": true, "attention_dir": "bidirectional""#);
+    let pattern = ArrayD::from_elem(IxDyn(&[2, 2, 5, 5]), 0.2f32);
+    let tokens = ArrayD::from_elem(IxDyn(&[2, 5]), 3.0f32);
+    let iv = [
+        Intervention::scale("blocks.0.hook_mlp_in", -1.5).at_pos(2),
+        Intervention::scale("blocks.1.ln2.hook_scale", 1.5),
+        Intervention::replace("blocks.1.attn.hook_pattern", pattern).at_head(0),
+        Intervention::replace("hook_tokens", tokens).at_pos(1),
+        Intervention::zero("blocks.0.hook_attn_out").at_batch(1),
+    ];
+    compare(&gpu, &config, &iv, "patched variants");
+}
+
+#[test]
+fn variants_without_a_gpu_backward_are_refused_by_name() {
+    let gpu = common::gpu();
+    let (tokens, targets) = tokens_targets();
+    let cases = [
+        (config("LN", "solu_ln", ""), "act_fn \"solu_ln\""),
+        (config("LN", "solu", ""), "act_fn \"solu\""),
+        (config("LN", "gelu", r#", "positional_embedding_type": "shortformer""#), "shortformer"),
+        (config("LN", "gelu", r#", "use_attn_result": true"#), "use_attn_result true"),
+        (config("LN", "gelu", r#", "use_split_qkv_input": true"#), "use_split_qkv_input true"),
+        (config("LN", "gelu", r#", "use_attn_in": true"#), "use_attn_in true"),
+    ];
+    for (config, field) in cases {
+        let model = Model::load(&gpu, config.clone(), &weights(&config, 2)).expect("load");
+        let before = gpu.dispatch_count();
+        let e = model.backward(&gpu, tokens.view(), &Seed::CrossEntropy(targets.view()), &GradOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("the GPU backward pass does not implement") && e.contains(field), "{e}");
+        assert_eq!(gpu.dispatch_count(), before, "{field}");
+        // The float64 reference implements it.
+        let w64 = weights(&config, 2).try_map(&config, |_, a| Ok(a.mapv(f64::from))).expect("widen");
+        assert!(transformer_grad(&config, &w64, tokens.view(), targets.view(), &Names::Nothing, &[]).is_ok(), "{field}");
+    }
+}
+
+/// The RMS flag of the norm backward kernel against its float64 twin over awkward shapes: both
+/// steps in one pass, and the hooked path's two steps with accumulation.
+fn check_rms_norm(gpu: &common::TestGpu, rows_n: usize, n: usize, seed: u64) {
+    use shaderlens::ops::backward::rows;
+    use shaderlens::reference::backward::model::forms::rms_scale_backward;
+    use shaderlens::reference::backward::layer_norm::normalize_backward;
+    use shaderlens::reference::transformer::forms::rms_norm;
+    use shaderlens::tensor::GpuTensor;
+    let eps = 1e-5;
+    let x = common::array(&[rows_n, n], common::normals(seed, rows_n * n).iter().map(|v| 3.0 * v + 1.0).collect());
+    let dn = common::array(&[rows_n, n], common::normals(seed + 1, rows_n * n));
+    let (x64, dn64) = (x.mapv(f64::from), dn.mapv(f64::from));
+    let (_, scale) = rms_norm(&x64, eps);
+    let (dc, d_scale) = normalize_backward(x64.view(), scale.view(), dn64.view()).expect("reference");
+    let want = rms_scale_backward(x64.view(), eps, d_scale.view(), dc.view()).expect("reference");
+    let up = |a: &ArrayD<f32>| GpuTensor::upload(gpu, a.view(), "input").expect("upload");
+    let (xt, st, dnt) = (up(&x), up(&scale.mapv(|v| v as f32)), up(&dn));
+    let ds = GpuTensor::empty(gpu, scale.shape(), "d scale").expect("alloc");
+    let dx = GpuTensor::empty(gpu, &[rows_n, n], "dx").expect("alloc");
+    let what = format!("rms norm backward {rows_n}x{n}");
+    for split in [false, true] {
+        let mut e = gpu.encoder();
+        if split {
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Scale, &ds, &dx, false).expect("record");
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Input, &ds, &dx, true).expect("record");
+        } else {
+            rows::norm_backward(gpu, &mut e, true, &xt, &st, &dnt, eps as f32, rows::LayerNormStep::Both, &ds, &dx, false).expect("record");
+        }
+        gpu.submit_and_wait(e).expect("submit");
+        let factor = if split { 2.0 } else { 1.0 };
+        common::assert_close(&ds.read(gpu).expect("read"), &d_scale, 1e-6, 1e-3, &format!("{what} d_scale"));
+        common::assert_close(&dx.read(gpu).expect("read"), &(&want * factor), 1e-6, 1e-3, &format!("{what} dx split {split}"));
+    }
+}
+
+#[test]
+fn rms_norm_backward_kernel_over_awkward_shapes() {
+    let gpu = common::gpu();
+    for (i, (r, n)) in [(1, 1), (1, 2), (3, 7), (65, 5), (2, 257), (130, 33)].into_iter().enumerate() {
+        check_rms_norm(&gpu, r, n, 40 + i as u64);
+    }
+}
