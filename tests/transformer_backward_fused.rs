@@ -82,10 +82,12 @@ fn against_reference(config: &Config, w: &Weights<ArrayD<f32>>, batch: usize, go
     assert!(c.passed(), "{what}: ratio {} worst {:?}", c.ratio, c.worst);
 }
 
-/// The fused and the pattern path's parameter gradients agree to float32 rounding.
+/// The fused and the pattern path's parameter gradients agree to float32 rounding (relative to
+/// the largest element, with a floor of 1e-2 for gradients that are 0 up to rounding, as `b_K`'s:
+/// the softmax does not see a bias shared by every key).
 fn paths_agree(fused: &GradArrays, pattern: &GradArrays, what: &str) {
     for ((name, a), (_, b)) in fused.params.named().into_iter().zip(pattern.params.named()) {
-        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-3);
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-2);
         let worst = a.iter().zip(b.iter()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(worst <= 1e-4 * scale, "{what}: {name} differs by {worst} (largest {scale})");
     }
