@@ -40,12 +40,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.description());
     println!("shape: batch {batch} x seq {seq}, {layers} layers, d_model {d_model}, {heads} heads, d_mlp {}", 4 * d_model);
+    // Three copies, so that each one's memory is its own path's alone.
+    let model_f = Model::load(&gpu, config.clone(), &weights)?;
     let model = Model::load(&gpu, config.clone(), &weights)?;
     let model_p = Model::load(&gpu, config, &weights)?;
     let seed = Seed::CrossEntropy(targets.view());
     let options = GradOptions::default();
     let options_p = GradOptions { names: Names::only((0..layers).map(|l| format!("blocks.{l}.attn.hook_pattern"))), interventions: &[] };
-    let mut forward = |e: &mut wgpu::CommandEncoder| model.record(&gpu, e, tokens.view(), &Options::default()).map(drop);
+    let mut forward = |e: &mut wgpu::CommandEncoder| model_f.record(&gpu, e, tokens.view(), &Options::default()).map(drop);
     let mut backward = |e: &mut wgpu::CommandEncoder| model.record_backward(&gpu, e, tokens.view(), &seed, &options).map(drop);
     let mut pattern = |e: &mut wgpu::CommandEncoder| model_p.record_backward(&gpu, e, tokens.view(), &seed, &options_p).map(drop);
     let counters = |gpu: &Gpu| [gpu.dispatch_count(), gpu.buffers_created(), gpu.bind_groups_created()];
