@@ -2,13 +2,16 @@
 //! 2048, vocabulary 61, random weights, next-token targets): the forward alone against the loss
 //! with every parameter's gradient (forward and backward in one submission), timed in the same
 //! run with the same clock as `bench`; the dispatches each records, what the second step creates
-//! (nothing, in the steady state), and the GPU memory a step holds.
+//! (nothing, in the steady state), and the GPU memory a step holds. The step runs on the fused
+//! attention path (nothing asks for a pattern gradient); `pattern` is the same step on a second
+//! copy of the model with every block's `hook_pattern_grad` asked for, which puts attention on
+//! the pattern path (it also copies those gradients out: one \[B, H, S, S\] copy per block).
 //!
 //! `cargo run --release --example backward_step [-- BATCH [ITERATIONS [LAYERS [D_MODEL]]]]`
 
 use ndarray::{ArrayD, IxDyn};
 use shaderlens::timing::{median, Timer};
-use shaderlens::transformer::{Config, GradOptions, Model, Options, Seed, Weights};
+use shaderlens::transformer::{Config, GradOptions, Model, Names, Options, Seed, Weights};
 use shaderlens::Gpu;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,14 +40,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.description());
     println!("shape: batch {batch} x seq {seq}, {layers} layers, d_model {d_model}, {heads} heads, d_mlp {}", 4 * d_model);
-    let model = Model::load(&gpu, config, &weights)?;
+    // Three copies, so that each one's memory is its own path's alone.
+    let model_f = Model::load(&gpu, config.clone(), &weights)?;
+    let model = Model::load(&gpu, config.clone(), &weights)?;
+    let model_p = Model::load(&gpu, config, &weights)?;
     let seed = Seed::CrossEntropy(targets.view());
     let options = GradOptions::default();
-    let mut forward = |e: &mut wgpu::CommandEncoder| model.record(&gpu, e, tokens.view(), &Options::default()).map(drop);
+    let options_p = GradOptions { names: Names::only((0..layers).map(|l| format!("blocks.{l}.attn.hook_pattern"))), interventions: &[] };
+    let mut forward = |e: &mut wgpu::CommandEncoder| model_f.record(&gpu, e, tokens.view(), &Options::default()).map(drop);
     let mut backward = |e: &mut wgpu::CommandEncoder| model.record_backward(&gpu, e, tokens.view(), &seed, &options).map(drop);
+    let mut pattern = |e: &mut wgpu::CommandEncoder| model_p.record_backward(&gpu, e, tokens.view(), &seed, &options_p).map(drop);
     let counters = |gpu: &Gpu| [gpu.dispatch_count(), gpu.buffers_created(), gpu.bind_groups_created()];
     let timer = Timer::new(&gpu);
-    for (what, record) in [("forward", &mut forward as &mut dyn FnMut(&mut wgpu::CommandEncoder) -> shaderlens::Result<()>), ("forward+backward", &mut backward)] {
+    for (what, record) in [("forward", &mut forward as &mut dyn FnMut(&mut wgpu::CommandEncoder) -> shaderlens::Result<()>), ("forward+backward", &mut backward), ("pattern path", &mut pattern)] {
         timer.time(record)?; // first step: pipelines, scratch, tuning
         let before = counters(&gpu);
         timer.time(record)?;
@@ -57,15 +65,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     // Interleaved, so that a busy machine slows both alike.
-    let (mut f, mut b) = (Vec::new(), Vec::new());
+    let (mut f, mut b, mut p) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..iterations {
         f.push(timer.time(&mut forward)?);
         b.push(timer.time(&mut backward)?);
+        p.push(timer.time(&mut pattern)?);
     }
-    let (f, b) = (median(&f).unwrap_or(f64::NAN), median(&b).unwrap_or(f64::NAN));
+    let [f, b, p] = [f, b, p].map(|x| median(&x).unwrap_or(f64::NAN));
     println!("clock: {}", timer.clock().as_str());
     println!("forward {:.1} ms, forward+backward {:.1} ms, ratio {:.2} (median of {iterations})", f * 1e3, b * 1e3, b / f);
+    println!("pattern path: forward+backward {:.1} ms, ratio {:.2}", p * 1e3, p / f);
     let weight_bytes: u64 = model.weights().named().iter().map(|(_, t)| t.len() as u64 * 4).sum();
-    println!("weights {:.1} MiB; a step holds {:.1} MiB more", weight_bytes as f64 / 1048576.0, model.backward_bytes()? as f64 / 1048576.0);
+    let mib = |x: u64| x as f64 / 1048576.0;
+    println!("weights {:.1} MiB; a step holds {:.1} MiB more (pattern path {:.1} MiB)", mib(weight_bytes), mib(model.backward_bytes()?), mib(model_p.backward_bytes()?));
     Ok(())
 }

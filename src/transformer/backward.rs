@@ -7,7 +7,9 @@
 //! the caller's interventions applied, as in [`Model::run`]), then the backward walk in reverse
 //! hook order, the GPU twin of [`crate::reference::backward::model`]: cross-entropy
 //! ([`crate::ops::backward::loss`]), the unembedding, the final layer norm, each block (MLP, then
-//! attention on the pattern path, in `backward_block.rs`), the embeddings. At each hook the
+//! attention, in `backward_block.rs`), the embeddings. Attention takes the fused path
+//! (`backward_attention.rs`: row statistics kept by the forward, no \[B, H, S, S\] tensor) in
+//! every block whose pattern and scores no gradient or intervention asks about, else the pattern path. At each hook the
 //! gradient is copied out when asked for and carried back through that hook's interventions
 //! (`Zero` and `Replace` cut the selected elements, `Scale` multiplies them), exactly as
 //! [`crate::reference::backward`]'s tape does. Matrix products go through
@@ -218,11 +220,15 @@ impl Model {
         let index = TokenIndex::new(&ids, config.d_vocab)?;
 
         let mut state = self.backward.lock().map_err(|_| Error::Gpu("model backward state poisoned".into()))?;
-        let forward_names = Names::only(needed(self, options.interventions));
+        let forward_names = Names::only(needed(self, options));
         let forward_options = Options { names: forward_names, interventions: options.interventions };
+        let row_stats = block::attention::row_stats(&mut state, gpu, config, (&options.names, options.interventions), batch, seq)?;
         let outputs = {
             let mut scratch = self.scratch.lock().map_err(|_| Error::Gpu("model scratch poisoned".into()))?;
-            super::forward::record(gpu, encoder, self, &mut scratch, tokens.view(), all_hooks.clone(), &forward_options, true)?
+            scratch.row_stats = row_stats;
+            let outputs = super::forward::record(gpu, encoder, self, &mut scratch, tokens.view(), all_hooks.clone(), &forward_options, true);
+            scratch.row_stats.clear();
+            outputs?
         };
         let params = match &state.params {
             Some(p) => p.clone(),
@@ -270,7 +276,8 @@ impl Model {
 }
 
 /// The forward hooks whose activations the backward reads.
-fn needed(model: &Model, interventions: &[Intervention]) -> Vec<String> {
+fn needed(model: &Model, options: &GradOptions<'_>) -> Vec<String> {
+    let interventions = options.interventions;
     let config = &model.config;
     let mut names = vec!["unembed.hook_in".to_string()];
     let ln = |prefix: &str, names: &mut Vec<String>| {
@@ -288,8 +295,11 @@ fn needed(model: &Model, interventions: &[Intervention]) -> Vec<String> {
         let p = format!("blocks.{l}");
         names.push(format!("{p}.hook_resid_pre"));
         ln(&format!("{p}.ln1"), &mut names);
-        for h in ["hook_q", "hook_k", "hook_v", "hook_pattern", "hook_z"] {
+        for h in ["hook_q", "hook_k", "hook_v", "hook_z"] {
             names.push(format!("{p}.attn.{h}"));
+        }
+        if block::attention::pattern_path(&options.names, interventions, l) {
+            names.push(format!("{p}.attn.hook_pattern"));
         }
         let pattern = format!("{p}.attn.hook_pattern");
         if interventions.iter().any(|i| i.hook == pattern) {

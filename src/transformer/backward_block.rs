@@ -1,6 +1,6 @@
 //! The backward walk itself (see `backward.rs`): from d logits through the unembedding, the
-//! final layer norm, each block in reverse (MLP, then attention on the pattern path), to the
-//! embeddings, writing every parameter's gradient.
+//! final layer norm, each block in reverse (MLP, then attention: fused in `backward_attention.rs`,
+//! or on the pattern path here), to the embeddings, writing every parameter's gradient.
 //!
 //! The residual gradient `g` lives in one tensor: each branch's input gradient is added into it
 //! (LayerNorm backward's accumulate flag), and a hook that changes a gradient which another path
@@ -10,6 +10,9 @@
 //! the products and the scale folded into the axis swaps back to \[B, S, H, d\].
 
 use super::{add_into, State, Tape};
+
+#[path = "backward_attention.rs"]
+pub(super) mod attention;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::backward::{activation, embedding, permute, reduce, rows};
@@ -253,6 +256,9 @@ impl Walk<'_> {
     /// attention weight's gradient, the hooks from `hook_z` back to `hook_q`, and d/dx into
     /// `d_x` (and the query path alone into `d_query` when given).
     fn attention(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, g_attn: &GpuTensor, d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
+        if self.fused(l) {
+            return self.attention_fused(encoder, l, x, g_attn, d_x, d_query);
+        }
         let (gpu, model, params) = (self.gpu, self.model, self.params);
         let config = &model.config;
         let (w, grads) = (&model.weights.blocks[l].attn, &params.blocks[l].attn);

@@ -132,6 +132,8 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, i
     } else {
         None
     };
+    // The backward's forward keeps the fused path's row statistics (see `backward_attention.rs`).
+    let row_stats = if pattern.is_none() { pass.scratch.row_stats.get(l).cloned().flatten() } else { None };
     let strides = Strides::bshc(heads, seq, d_head);
     let problem = Problem {
         dims: AttentionDims { batch, heads, sq: seq, sk: seq, d: d_head, dv: d_head },
@@ -141,7 +143,7 @@ fn attention(pass: &mut Pass<'_>, encoder: &mut wgpu::CommandEncoder, p: &str, i
         k: (&qkv[1], strides),
         v: (&qkv[2], strides),
         out: (&z, strides),
-        row_stats: None,
+        row_stats: row_stats.as_ref(),
     };
     let gpu = pass.gpu;
     record_problem_staged(gpu, encoder, &problem, pattern.as_ref(), None, &mut |encoder, stage, t| match stage {

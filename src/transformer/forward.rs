@@ -35,6 +35,9 @@ mod forms;
 pub(crate) struct Scratch {
     tensors: HashMap<String, GpuTensor>,
     tokens: Option<wgpu::Buffer>,
+    /// Per block, where the fused attention keeps its row statistics (set by the backward pass
+    /// around its forward, so that the fused attention backward can recompute the pattern).
+    pub(super) row_stats: Vec<Option<GpuTensor>>,
 }
 
 impl Scratch {
