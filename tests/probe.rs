@@ -51,7 +51,7 @@ fn gpu_probe_steps_follow_the_float64_twin() {
 #[test]
 fn a_linearly_encoded_board_is_read_back_on_held_out_positions() {
     let gpu = common::gpu();
-    let games = shaderlens::games::generate(5, 0, 24, 1).unwrap();
+    let games = shaderlens::games::generate(5, 0, 64, 1).unwrap();
     let t = targets(&games, 59).unwrap();
     // Each square is two coordinates (mine, theirs), mixed by a fixed random matrix, plus noise.
     let d = 256;
@@ -59,11 +59,11 @@ fn a_linearly_encoded_board_is_read_back_on_held_out_positions() {
     let onehot = t.classes.mapv(|c| c as f32);
     let code = Array2::from_shape_fn((t.classes.nrows(), 2 * SQUARES), |(r, k)| f32::from(onehot[[r, k / 2]] == (k % 2 + 1) as f32));
     let noise = Array2::from_shape_vec((t.classes.nrows(), d), common::normals(12, t.classes.nrows() * d)).unwrap();
-    let x = code.dot(&mix) + noise.mapv(|v| 0.05 * v);
-    let cut = t.positions.iter().take_while(|p| p.0 < 18).count();
+    let x = code.dot(&mix) / 8.0 + noise.mapv(|v| 0.02 * v);
+    let cut = t.positions.iter().take_while(|p| p.0 < 50).count();
     let train = Rows::upload(&gpu, x.slice(s![..cut, ..]), t.classes.slice(s![..cut, ..])).unwrap();
     let held = Rows::upload(&gpu, x.slice(s![cut.., ..]), t.classes.slice(s![cut.., ..])).unwrap();
-    let probe = GpuProbe::fit(&gpu, &train, hyper(200, 0.05)).unwrap();
+    let probe = GpuProbe::fit(&gpu, &train, hyper(200, 0.02)).unwrap();
     let predicted = probe.predict(&gpu, &held).unwrap();
     let acc = score(predicted.view(), t.classes.slice(s![cut.., ..]), t.flipped.slice(s![cut.., ..])).unwrap();
     assert!(acc.all > 0.99 && acc.occupied > 0.98, "held-out accuracy {acc:?}");
