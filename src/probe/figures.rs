@@ -1,6 +1,6 @@
 //! The probe's figures: accuracy by layer (the trained model against the untrained baseline,
 //! through [`crate::plot`]) and one held-out board beside the probe's reading of it (two 8×8
-//! grids labelled A0…H7, a legend for mine / theirs / empty, wrong cells outlined in red).
+//! grids labelled A0…H7: black discs mine, white theirs, bare green empty, with a legend; wrong cells outlined in red).
 //! Both are written through [`crate::io`].
 
 use std::path::Path;
@@ -18,10 +18,10 @@ static REGISTER: Once = Once::new();
 
 /// Pixels of one board cell.
 const CELL: i32 = 44;
-/// Colours of empty, mine, theirs.
-const COLOURS: [RGBColor; 3] = [RGBColor(215, 215, 205), RGBColor(30, 30, 30), RGBColor(250, 250, 250)];
+/// Colours of empty (the board's green), mine, theirs.
+const COLOURS: [RGBColor; 3] = [RGBColor(60, 120, 60), RGBColor(30, 30, 30), RGBColor(250, 250, 250)];
 /// Names of the classes, in class order.
-const NAMES: [&str; 3] = ["empty", "mine (player to move)", "theirs"];
+const NAMES: [&str; 3] = ["empty (no disc)", "mine (player to move)", "theirs"];
 
 /// Writes the accuracy-by-layer PNG: one line per model, x the probed hook's index.
 pub fn write_accuracy(path: &Path, hooks: &[String], series: &[(String, Vec<f64>)]) -> Result<()> {
@@ -69,8 +69,10 @@ pub fn draw_board(title: &str, truth: &[i64], predicted: &[i64]) -> Result<image
                 let (r, c) = ((s / 8) as i32, (s % 8) as i32);
                 let (x, y) = (x0 + c * CELL, y0 + r * CELL);
                 let class = cells[s].clamp(0, 2) as usize;
-                root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], RGBColor(60, 120, 60).filled())).map_err(|e| err(&e))?;
-                root.draw(&Circle::new((x + CELL / 2, y + CELL / 2), CELL / 2 - 5, COLOURS[class].filled())).map_err(|e| err(&e))?;
+                root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], COLOURS[0].filled())).map_err(|e| err(&e))?;
+                if class != 0 {
+                    root.draw(&Circle::new((x + CELL / 2, y + CELL / 2), CELL / 2 - 5, COLOURS[class].filled())).map_err(|e| err(&e))?;
+                }
                 root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
                 if panel == 1 && cells[s] != truth[s] {
                     root.draw(&Rectangle::new([(x + 2, y + 2), (x + CELL - 2, y + CELL - 2)], RED.stroke_width(3))).map_err(|e| err(&e))?;
