@@ -79,3 +79,35 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>,
         row_loss[row] = select(0.0, (m - picked) + log(s), counted);
     }
 }
+
+// The same loss and gradient for SHORT rows (a probe's 3 classes per square): one invocation per
+// row, 256 per workgroup, walking the row in order (max, then the sum, then the gradient), so
+// that millions of tiny rows cost one invocation each instead of a workgroup each.
+@compute @workgroup_size(256)
+fn cross_entropy_short(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let row = (wg.y * nwg.x + wg.x) * 256u + li;
+    if (row >= params.rows) {
+        return;
+    }
+    let v = params.cols;
+    let base = row * v;
+    var m = bitcast<f32>(0xff800000u);
+    for (var j = 0u; j < v; j++) {
+        m = max(m, logits[base + j]);
+    }
+    var s = 0.0;
+    for (var j = 0u; j < v; j++) {
+        s += exp(logits[base + j] - m);
+    }
+    let t = targets[row];
+    let counted = t >= 0;
+    for (var j = 0u; j < v; j++) {
+        let p = exp(logits[base + j] - m) / s;
+        let d = (p - select(0.0, 1.0, i32(j) == t)) * params.value;
+        dlogits[base + j] = select(0.0, d, counted);
+    }
+    let picked = logits[base + u32(max(t, 0))];
+    row_loss[row] = select(0.0, (m - picked) + log(s), counted);
+}

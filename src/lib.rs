@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod plot;
+pub mod probe;
 pub mod train;
 pub mod error;
 pub mod games;

@@ -125,6 +125,10 @@ enum Command {
     /// curves.png, checkpoints and the state to resume from. Exit codes: 0 finished or stopped by
     /// Ctrl-C with a checkpoint; 2 the config was refused, a file failed, or the loss diverged.
     Train(shaderlens::train::cli::TrainArgs),
+    /// Linear probes (trained on the GPU) from an Othello model's activations to the board as
+    /// mine / theirs / empty, per hook, against an untrained baseline: table, JSON, npz, PNGs.
+    /// Exit codes: 0 written; 2 the model, hooks, games or a file were refused.
+    Probe(shaderlens::probe::cli::ProbeArgs),
 }
 
 /// The longest error message printed whole; longer ones (a 100 MB config value echoed back) are
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         }
         Command::Games { game } => shaderlens::games::cli::main(game),
         Command::Train(args) => shaderlens::train::cli::main(args),
+        Command::Probe(args) => shaderlens::probe::cli::main(args),
     }
 }
 

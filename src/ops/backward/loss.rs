@@ -55,6 +55,39 @@ pub fn record(
     super::reduce::total(gpu, encoder, row_loss, inv, loss, false)
 }
 
+/// The longest row [`record_short_rows`] takes (one invocation walks it three times).
+pub const SHORT_ROW: usize = 64;
+
+/// [`record`] for many short rows (at most [`SHORT_ROW`] logits, e.g. a board probe's 3 classes
+/// per square): one invocation per row instead of one workgroup, the same loss and gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn record_short_rows(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    logits: &GpuTensor,
+    targets: &wgpu::Buffer,
+    counted: usize,
+    dlogits: &GpuTensor,
+    row_loss: &GpuTensor,
+    loss: &GpuTensor,
+) -> Result<()> {
+    super::same_shape("cross-entropy", &[("logits", logits), ("dlogits", dlogits)])?;
+    let (rows, vocab) = super::rows_of(logits);
+    if vocab > SHORT_ROW {
+        return Err(Error::Shape(format!("short-row cross-entropy of logits {}: rows longer than {SHORT_ROW}", fmt_shape(logits.shape()))));
+    }
+    if row_loss.len() != rows || loss.len() != 1 || targets.size() < (rows * 4) as u64 {
+        return Err(Error::Shape(format!("cross-entropy of logits {} needs {rows} targets, {rows} row losses and one loss", fmt_shape(logits.shape()))));
+    }
+    if counted == 0 {
+        return Err(Error::Input("cross-entropy: the targets count no position".into()));
+    }
+    let inv = 1.0 / counted as f32;
+    let params = Params { rows: count(rows, "cross-entropy rows")?, cols: count(vocab, "cross-entropy vocabulary")?, value: inv, ..Params::default() };
+    launch(gpu, encoder, CROSS_ENTROPY, "cross_entropy_short", params, &[logits.buffer(), targets, dlogits.buffer(), row_loss.buffer()], rows as u64, 256)?;
+    super::reduce::total(gpu, encoder, row_loss, inv, loss, false)
+}
+
 /// Uploads, runs and reads back: `(loss, dlogits)` for host `logits` and `targets`.
 pub fn run(gpu: &Gpu, logits: ArrayViewD<'_, f32>, targets: ArrayViewD<'_, i64>) -> Result<(f32, ndarray::ArrayD<f32>)> {
     let (ids, counted) = prepare_targets(logits.shape(), targets)?;
