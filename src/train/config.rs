@@ -4,7 +4,7 @@
 //!
 //! The model table uses TransformerLens's field names and goes through the same strict reader as
 //! a model file ([`Config::from_json`]); `d_vocab` (p + 1), `d_vocab_out` (p) and `n_ctx` (3)
-//! follow from the data when left out. The resolved config ([`TrainConfig::to_toml`]) lists every
+//! follow from the data when left out (61, 61 and 59 for Othello, [`super::othello::DERIVED`]). The resolved config ([`TrainConfig::to_toml`]) lists every
 //! value, so the `config.toml` a run writes reproduces it alone.
 
 use std::path::{Path, PathBuf};
