@@ -27,7 +27,8 @@ pub struct TrainArgs {
     /// `--set steps=500`, `--set optimizer.max_grad_norm=none`). Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Start from a shipped preset: grokking (Nanda et al.) or grokking-small.
+    /// Start from a shipped preset: grokking (Nanda et al.), grokking-small, othello-small or
+    /// othello-gpt (Li et al.'s shape).
     #[arg(long)]
     pub preset: Option<String>,
     /// Continue the stopped run in this folder (its config.toml and state.npz).
@@ -116,9 +117,7 @@ fn train(args: &TrainArgs) -> Result<String> {
             bar.set_message(format!("train loss {:.4} acc {:.3} test acc {:.3}", m.train_loss, m.train_accuracy, m.test_accuracy.unwrap_or(f64::NAN)));
         }
     };
-    let super::config::Data::Modular { p, op, train_fraction, seed } = config.data;
-    let n = crate::games::modular::ModularData::new(p, op, train_fraction, seed)?.train_tokens.nrows();
-    bar.set_length(config.total_steps(n));
+    bar.set_length(super::othello::total_steps(&config)?);
     let outcome = run(&config, backend.as_mut(), resume, Control { stop: &STOP, observe: &mut observe });
     bar.finish_and_clear();
     let out = config.out.display();

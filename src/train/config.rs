@@ -4,7 +4,7 @@
 //!
 //! The model table uses TransformerLens's field names and goes through the same strict reader as
 //! a model file ([`Config::from_json`]); `d_vocab` (p + 1), `d_vocab_out` (p) and `n_ctx` (3)
-//! follow from the data when left out. The resolved config ([`TrainConfig::to_toml`]) lists every
+//! follow from the data when left out (61, 61 and 59 for Othello, [`super::othello::DERIVED`]). The resolved config ([`TrainConfig::to_toml`]) lists every
 //! value, so the `config.toml` a run writes reproduces it alone.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +22,8 @@ use crate::transformer::Config;
 pub const PRESETS: &[(&str, &str)] = &[
     ("grokking", include_str!("../../presets/grokking.toml")),
     ("grokking-small", include_str!("../../presets/grokking-small.toml")),
+    ("othello-small", include_str!("../../presets/othello-small.toml")),
+    ("othello-gpt", include_str!("../../presets/othello-gpt.toml")),
 ];
 
 /// What the model trains on.
@@ -29,7 +31,9 @@ pub const PRESETS: &[(&str, &str)] = &[
 pub enum Data {
     /// SPEC's modular arithmetic: every `(a, b)` of `a op b mod p`, split by `train_fraction`.
     Modular { p: u64, op: Op, train_fraction: f64, seed: u64 },
-    // `Othello { .. }` goes here: games from `crate::games::othello`, next-move targets.
+    /// Othello next-move prediction ([`super::othello`]): fresh random games of `seed` (or the
+    /// games file `games`), and `test_games` held-out games.
+    Othello(super::othello::OthelloData),
 }
 
 /// The optimizer: AdamW's hyper-parameters (the learning rate is the schedule's peak), which
@@ -117,8 +121,10 @@ impl TrainConfig {
     fn from_table(t: &Table) -> Result<Self> {
         let get = |key: &str| lookup(t, key);
         let data = read_data(t)?;
-        let Data::Modular { p, .. } = data;
-        let model = read_model(t, p)?;
+        let model = match &data {
+            Data::Modular { p, .. } => read_model(t, &[("d_vocab", p + 1), ("d_vocab_out", *p), ("n_ctx", 3)], &format!("modular data with p = {p}"))?,
+            Data::Othello(_) => read_model(t, &super::othello::DERIVED, "othello data")?,
+        };
         let initializer_range = match get("model.initializer_range") {
             Some(v) => positive("model.initializer_range", float(v))?,
             None => 0.8 / (model.d_model as f64).sqrt(),
@@ -180,13 +186,18 @@ impl TrainConfig {
         top.insert("eval_every".into(), Value::Integer(self.eval_every as i64));
         top.insert("checkpoint_every".into(), Value::Integer(self.checkpoint_every as i64));
         top.insert("model".into(), Value::Table(model_table(&self.model, self.initializer_range)));
-        let Data::Modular { p, op, train_fraction, seed } = self.data;
-        let mut data = Table::new();
-        data.insert("game".into(), Value::String("modular".into()));
-        data.insert("p".into(), Value::Integer(p as i64));
-        data.insert("op".into(), Value::String(op_name(op).into()));
-        data.insert("train_fraction".into(), Value::Float(train_fraction));
-        data.insert("seed".into(), Value::Integer(seed as i64));
+        let data = match &self.data {
+            Data::Modular { p, op, train_fraction, seed } => {
+                let mut data = Table::new();
+                data.insert("game".into(), Value::String("modular".into()));
+                data.insert("p".into(), Value::Integer(*p as i64));
+                data.insert("op".into(), Value::String(op_name(*op).into()));
+                data.insert("train_fraction".into(), Value::Float(*train_fraction));
+                data.insert("seed".into(), Value::Integer(*seed as i64));
+                data
+            }
+            Data::Othello(o) => o.to_table(),
+        };
         top.insert("data".into(), Value::Table(data));
         let o = &self.optimizer;
         let mut opt = Table::new();
@@ -256,8 +267,8 @@ fn read_data(t: &Table) -> Result<Data> {
     let get = |key: &str| lookup(t, key);
     match get("data.game").and_then(Value::as_str).unwrap_or("modular") {
         "modular" => {}
-        "othello" => return Err(Error::Input("config key `data.game` is \"othello\", which `train` does not do yet".into())),
-        other => return Err(Error::Input(format!("config key `data.game` is {other:?} but must be \"modular\""))),
+        "othello" => return super::othello::OthelloData::from_table(t).map(Data::Othello),
+        other => return Err(Error::Input(format!("config key `data.game` is {other:?} but must be \"modular\" or \"othello\""))),
     }
     let p = get("data.p").map(int).ok_or_else(|| Error::Input("config key `data.p` is missing".into()))?;
     let op: Op = get("data.op").and_then(Value::as_str).unwrap_or("add").parse().map_err(|e: Error| Error::Input(format!("config key `data.op`: {e}")))?;
@@ -272,15 +283,13 @@ fn read_data(t: &Table) -> Result<Data> {
     Ok(Data::Modular { p, op, train_fraction, seed })
 }
 
-fn read_model(t: &Table, p: u64) -> Result<Config> {
+/// The `[model]` table as a [`Config`]; `derived` are the sizes the data fixes (`what` names it).
+fn read_model(t: &Table, derived: &[(&str, u64)], what: &str) -> Result<Config> {
     let model = t.get("model").and_then(Value::as_table).cloned().unwrap_or_default();
     let mut json = serde_json::Map::new();
-    let derived = [("d_vocab", p + 1), ("d_vocab_out", p), ("n_ctx", 3)];
-    for (key, want) in derived {
+    for &(key, want) in derived {
         match model.get(key).map(int) {
-            Some(got) if got != want => {
-                return Err(Error::Input(format!("config key `model.{key}` is {got} but modular data with p = {p} needs {want}")))
-            }
+            Some(got) if got != want => return Err(Error::Input(format!("config key `model.{key}` is {got} but {what} needs {want}"))),
             _ => {
                 json.insert(key.into(), want.into());
             }

@@ -51,6 +51,8 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("data.op", Kind::Str),
     ("data.train_fraction", Kind::Float),
     ("data.seed", Kind::Int),
+    ("data.games", Kind::Str),
+    ("data.test_games", Kind::Int),
     ("optimizer.lr", Kind::Float),
     ("optimizer.beta1", Kind::Float),
     ("optimizer.beta2", Kind::Float),

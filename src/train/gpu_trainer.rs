@@ -79,6 +79,10 @@ impl<G: GpuGradients> Backend for GpuTrainer<'_, G> {
         evaluate_logits(logits.mapv(f64::from).view(), targets)
     }
 
+    fn logits(&mut self, tokens: ArrayView2<'_, i64>) -> Result<ArrayD<f64>> {
+        Ok(self.model.forward(self.gpu, tokens.into_dyn())?.mapv(f64::from))
+    }
+
     fn grad_norm(&mut self) -> Result<f64> {
         self.optimizer.grad_norm(self.gpu)
     }

@@ -16,6 +16,8 @@ pub mod fields;
 pub mod gpu_optimizer;
 pub mod gpu_trainer;
 pub mod init;
+pub mod othello;
+pub mod othello_run;
 pub mod reference;
 pub mod run;
 pub mod schedule;
@@ -38,6 +40,9 @@ pub trait Backend {
     fn step(&mut self, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>, t: u64, lr: f64) -> Result<()>;
     /// The loss and accuracy of the current weights on a data set (no update).
     fn evaluate(&mut self, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>) -> Result<Evaluation>;
+    /// The logits \[B, S, V\] of the current weights (the Othello run takes its held-out games'
+    /// top-1 moves from them).
+    fn logits(&mut self, tokens: ArrayView2<'_, i64>) -> Result<ArrayD<f64>>;
     /// The global L2 norm of the last update's gradients, before clipping (0 before any update).
     fn grad_norm(&mut self) -> Result<f64>;
     /// The global L2 norm of the parameters.

@@ -74,6 +74,10 @@ impl Backend for ReferenceTrainer {
         evaluate_logits(run.logits.view(), targets)
     }
 
+    fn logits(&mut self, tokens: ArrayView2<'_, i64>) -> Result<ArrayD<f64>> {
+        Ok(crate::reference::transformer::forward(&self.config, &self.state.params, tokens.into_dyn(), &Names::Nothing, &[])?.logits)
+    }
+
     fn grad_norm(&mut self) -> Result<f64> {
         Ok(self.last_norm)
     }

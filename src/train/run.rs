@@ -45,6 +45,12 @@ pub struct Metrics {
     pub weight_norm: f64,
     /// Training tokens per second since the previous evaluation.
     pub tokens_per_s: f64,
+    /// Othello: the held-out games' legal-move rate ([`super::othello::legal_move_counts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_move_rate: Option<f64>,
+    /// Othello: the training games seen (updates × batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub games_seen: Option<u64>,
 }
 
 /// How a run ended.
@@ -67,7 +73,9 @@ pub struct Control<'a> {
 
 /// Trains `backend` as `config` says, from scratch or (`resume`) from the folder's `state.npz`.
 pub fn run(config: &TrainConfig, backend: &mut dyn Backend, resume: bool, control: Control<'_>) -> Result<Outcome> {
-    let Data::Modular { p, op, train_fraction, seed } = config.data;
+    let Data::Modular { p, op, train_fraction, seed } = config.data else {
+        return super::othello_run::run(config, backend, resume, control);
+    };
     let data = ModularData::new(p, op, train_fraction, seed)?;
     let n_train = data.train_tokens.nrows();
     let total = config.total_steps(n_train);
@@ -137,7 +145,9 @@ impl Loop<'_> {
         };
         let epoch = step / self.per_epoch;
         if self.batches.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let Data::Modular { seed, .. } = self.config.data;
+            let Data::Modular { seed, .. } = self.config.data else {
+                return Err(Error::Input("modular batches of non-modular data".into()));
+            };
             self.batches = Some((epoch, self.data.epoch_batches(size, seed, epoch)?));
         }
         let (_, batches) = self.batches.as_ref().ok_or_else(|| Error::Input("no batches".into()))?;
@@ -163,6 +173,8 @@ impl Loop<'_> {
             grad_norm: backend.grad_norm()?,
             weight_norm: backend.weight_norm()?,
             tokens_per_s: if elapsed > 0.0 { self.clock.1 as f64 / elapsed } else { 0.0 },
+            legal_move_rate: None,
+            games_seen: None,
         };
         self.clock = (Instant::now(), 0);
         if !(metrics.train_loss.is_finite() && metrics.test_loss.is_none_or(f64::is_finite)) {
