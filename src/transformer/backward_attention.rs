@@ -105,7 +105,7 @@ impl Walk<'_> {
     /// The q, k and v projections' backward from their output gradients `d` (\[B, S, H, d_head\],
     /// in q, k, v order): each hook, `W` and `b` gradients, and d/dx into `d_x` (the query's
     /// part alone also into `d_query`).
-    fn projections_backward(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, d: &[GpuTensor], d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
+    pub(super) fn projections_backward(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, d: &[GpuTensor], d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
         let (gpu, model, params) = (self.gpu, self.model, self.params);
         let config = &model.config;
         let grads = &params.blocks[l].attn;

@@ -314,25 +314,14 @@ impl Walk<'_> {
         record_gemm(gpu, encoder, &ds, &k_h, &dq_h, &Gemm::default())?;
         let dk_h = self.scratch("dk heads", &bhsd)?;
         record_gemm(gpu, encoder, &ds, &q_h, &dk_h, &Gemm { transpose_a: true, ..Gemm::default() })?;
+        // Back to TransformerLens's [B, S, H, d_head], the score scale folded into q and k's part.
         let scale = config.score_scale(l) as f32;
-        let x_t = self.transposed(encoder, x, dm)?;
-        let packed = &model.packed[l];
-        let dw_packed = self.scratch("dw packed", &[dm, inner])?;
-        let parts = [("q", &dq_h, scale, &grads.w_q, &grads.b_q), ("k", &dk_h, scale, &grads.w_k, &grads.b_k), ("v", &dv_h, 1.0, &grads.w_v, &grads.b_v)];
-        for (i, (name, d_h, factor, dw, db)) in parts.into_iter().enumerate() {
-            let d = self.scratch(&format!("d{name}"), &bshd)?;
-            permute::swap_axes(gpu, encoder, d_h, [b, h, s, dh], factor, &d, false)?;
-            self.hook(encoder, &format!("{p}.attn.hook_{name}"), &d)?;
-            let d_rows = d.reshaped(&[rows, inner])?;
-            record_gemm(gpu, encoder, &x_t, &d_rows, &dw_packed, &Gemm::default())?;
-            permute::swap_axes(gpu, encoder, &dw_packed, [1, dm, h, dh], 1.0, dw, false)?;
-            reduce::column_sums(gpu, encoder, &d_rows, None, db, false)?;
-            let back = Gemm { transpose_b: true, accumulate: i > 0, ..Gemm::default() };
-            record_gemm(gpu, encoder, &d_rows, &packed[i], &d_x.reshaped(&[rows, dm])?, &back)?;
-            if let (0, Some(dq)) = (i, d_query) {
-                record_gemm(gpu, encoder, &d_rows, &packed[i], &dq.reshaped(&[rows, dm])?, &Gemm { transpose_b: true, ..Gemm::default() })?;
-            }
+        let mut d = Vec::with_capacity(3);
+        for (name, d_h, factor) in [("q", &dq_h, scale), ("k", &dk_h, scale), ("v", &dv_h, 1.0)] {
+            let t = self.scratch(&format!("d{name}"), &bshd)?;
+            permute::swap_axes(gpu, encoder, d_h, [b, h, s, dh], factor, &t, false)?;
+            d.push(t);
         }
-        Ok(())
+        self.projections_backward(encoder, l, x, &d, d_x, d_query)
     }
 }
