@@ -16,6 +16,8 @@ pub mod cli;
 pub mod metric;
 pub mod patch_gpu;
 pub mod patch_ref;
+pub mod resid;
+pub mod resid_gpu;
 pub mod sweep;
 
 use ndarray::ArrayD;
