@@ -10,6 +10,7 @@
 //! `(a_clean − a_corrupt) · ∂metric/∂a`, from one clean forward, one corrupt forward and one
 //! backward; [`cli`] is `shaderlens patch`.
 
+pub mod analyze_cli;
 pub mod attribution;
 pub mod attribution_gpu;
 pub mod cli;

@@ -213,7 +213,7 @@ pub fn logit_lens(config: &Config, weights: &Weights<ArrayD<f64>>, cache: &Cache
     let sh = normed.shape().to_vec();
     let flat = normed.into_shape_with_order((sh[0] * sh[1] * sh[2], sh[3])).map_err(|e| Error::Shape(e.to_string()))?;
     let w_u = weights.w_u.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| Error::Shape(e.to_string()))?;
-    let logits = flat.dot(&w_u) + &weights.b_u.view().into_dimensionality::<ndarray::Ix1>().map_err(|e| Error::Shape(e.to_string()))?;
+    let logits = flat.dot(&w_u) + weights.b_u.view().into_dimensionality::<ndarray::Ix1>().map_err(|e| Error::Shape(e.to_string()))?;
     logits.into_shape_with_order(IxDyn(&[sh[0], sh[1], sh[2], config.d_vocab_out])).map_err(|e| Error::Shape(e.to_string()))
 }
 
