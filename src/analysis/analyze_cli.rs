@@ -81,8 +81,11 @@ pub fn run(what: &AnalyzeCommand) -> Result<String> {
     }
 }
 
-/// The model, the clean tokens and each row's answer and wrong token, after the checks.
-fn load(gpu: &Gpu, args: &ModelArgs) -> Result<(Model, ArrayD<i64>, Vec<usize>, Vec<usize>)> {
+/// The model, the clean tokens \[B, S\] and each row's answer and wrong token.
+type Loaded = (Model, ArrayD<i64>, Vec<usize>, Vec<usize>);
+
+/// [`Loaded`] from the arguments, after the checks.
+fn load(gpu: &Gpu, args: &ModelArgs) -> Result<Loaded> {
     let inputs = [("--model", args.model.as_path()), ("--weights", args.weights.as_path()), ("--prompts", args.prompts.as_path())];
     crate::io::check_outputs(&inputs, &[("--out", args.out.as_path()), ("--png", args.png.as_path())])?;
     if args.out == args.png {
