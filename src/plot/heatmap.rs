@@ -40,14 +40,18 @@ pub fn write_heatmaps(path: &Path, maps: &[Heatmap], width: u32, height: u32) ->
 /// Draws `maps` in rows of up to three panels into an RGB image; refuses a map whose values
 /// do not fill its rows × columns.
 pub fn draw_heatmaps(maps: &[Heatmap], width: u32, height: u32) -> Result<image::RgbImage> {
+    draw_heatmap_grid(maps, 3, width, height)
+}
+
+/// Draws `maps` in rows of `per_row` panels (at least 1), each `width` × `height` pixels.
+pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
     for m in maps {
         if m.values.len() != m.rows.len() || m.values.iter().any(|r| r.len() != m.columns.len()) || m.columns.is_empty() {
             return Err(Error::Input(format!("heat map \"{}\": values must be {} rows of {} columns (at least one)", m.title, m.rows.len(), m.columns.len())));
         }
     }
     super::register_font();
-    // At most three panels a row.
-    let cols = maps.len().clamp(1, 3);
+    let cols = maps.len().clamp(1, per_row.max(1));
     let grid_rows = maps.len().div_ceil(cols).max(1);
     let too_big = || Error::Input("plot: too large".into());
     let total = width.checked_mul(cols as u32).ok_or_else(too_big)?;
