@@ -114,6 +114,12 @@ enum Command {
         #[arg(long)]
         one_per_patch: bool,
     },
+    /// Analyses that write numbers (npz) and a picture (PNG): logit lens, direct logit
+    /// attribution, patching heat maps. Exit codes: 0 written; 2 refused or failed.
+    Analyze {
+        #[command(subcommand)]
+        what: shaderlens::analysis::analyze_cli::AnalyzeCommand,
+    },
     /// Write a data set of a game (SPEC's Games): random Othello games, or modular arithmetic.
     ///
     /// Exit codes: 0 written; 2 the arguments were refused or the file could not be written.
@@ -160,6 +166,7 @@ fn main() -> ExitCode {
             let args = shaderlens::analysis::cli::PatchArgs { model, weights, prompts, out, sweeps, one_per_patch };
             report("patch", Gpu::new().and_then(|gpu| shaderlens::analysis::cli::run(&gpu, &args)))
         }
+        Command::Analyze { what } => report("analyze", shaderlens::analysis::analyze_cli::run(&what)),
         Command::Games { game } => shaderlens::games::cli::main(game),
         Command::Train(args) => shaderlens::train::cli::main(args),
         Command::Probe(args) => shaderlens::probe::cli::main(args),

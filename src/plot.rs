@@ -13,6 +13,8 @@ use plotters::style::FontStyle;
 
 use crate::error::{Error, Result};
 
+pub mod heatmap;
+
 /// DejaVu Sans (its licence is beside it in `assets/fonts/`), so text renders on any machine.
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -54,12 +56,17 @@ pub fn write_line_charts(path: &Path, charts: &[LineChart], width: u32, height: 
     })
 }
 
-/// Draws `charts` side by side into an RGB image.
-pub fn draw_line_charts(charts: &[LineChart], width: u32, height: u32) -> Result<image::RgbImage> {
+/// Registers the bundled font once (every chart in this module and its children calls it).
+fn register_font() {
     REGISTER.call_once(|| {
         // A font that does not parse leaves text out; the test of this module would see it.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
+}
+
+/// Draws `charts` side by side into an RGB image.
+pub fn draw_line_charts(charts: &[LineChart], width: u32, height: u32) -> Result<image::RgbImage> {
+    register_font();
     let total = width.checked_mul(charts.len().max(1) as u32).ok_or_else(|| Error::Input("plot: too wide".into()))?;
     let mut buffer = vec![255u8; total as usize * height as usize * 3];
     {

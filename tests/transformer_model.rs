@@ -219,14 +219,15 @@ fn the_run_command_writes_logits_cache_entries_and_a_pattern_grid() {
     assert_eq!(names, ["cache.blocks.0.hook_resid_pre", "cache.blocks.2.attn.hook_z", "logits", "tokens"]);
     assert_eq!(npz.get("logits").unwrap().shape(), Some(&[2, 7, 40][..]));
     assert_eq!(npz.get("cache.blocks.2.attn.hook_z").unwrap().shape(), Some(&[2, 7, 4, 16][..]));
-    // 3 layers x 4 heads of 7 x 7 patterns, each magnified to 63 pixels, 1-pixel gaps.
+    // 3 layers x 4 heads, one labelled 360 x 320 panel each, one row per layer.
     let image = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(image.dimensions(), (4 * 360, 3 * 320));
+    let colours: std::collections::HashSet<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 50, "the picture has {} colours", colours.len());
+    // The unlabelled grid (cells only) is still there for callers that draw it.
     let cell = cell_size(7) as u32;
     assert_eq!(cell, 63);
-    assert_eq!(image.dimensions(), (4 * cell + 3, 3 * cell + 2));
-    assert_eq!(image.get_pixel(0, 0).0, colour_map(1.0), "query 0 sees only key 0");
-    assert_eq!(image.get_pixel(cell - 1, 0).0, colour_map(0.0), "a masked key");
-    assert_eq!(image.get_pixel(cell, 0).0, [255, 255, 255], "the gap");
+    assert_eq!(colour_map(0.0), [68, 1, 84]);
 
     let mut all = args.to_vec();
     all.extend(["--cache", "all"]);

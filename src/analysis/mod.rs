@@ -10,12 +10,15 @@
 //! `(a_clean − a_corrupt) · ∂metric/∂a`, from one clean forward, one corrupt forward and one
 //! backward; [`cli`] is `shaderlens patch`.
 
+pub mod analyze_cli;
 pub mod attribution;
 pub mod attribution_gpu;
 pub mod cli;
 pub mod metric;
 pub mod patch_gpu;
 pub mod patch_ref;
+pub mod resid;
+pub mod resid_gpu;
 pub mod sweep;
 
 use ndarray::ArrayD;

@@ -74,7 +74,7 @@ pub fn run(gpu: &Gpu, args: &RunArgs) -> Result<String> {
                 .iter()
                 .map(|n| outputs.cache.get(n).ok_or_else(|| Error::Gpu(format!("{n} was not cached"))))
                 .collect::<Result<_>>()?;
-            Some((png, draw_patterns(&patterns)?))
+            Some((png, draw_labelled_patterns(&patterns)?))
         }
         None => None,
     };
@@ -182,6 +182,37 @@ pub fn draw_patterns(patterns: &[&ArrayD<f32>]) -> Result<image::RgbImage> {
         }
     }
     Ok(image)
+}
+
+/// The picture `run --pattern-png` writes: one heat map per layer and head (a row per layer),
+/// query position down, key position across, each with its colour bar (0 to the largest weight).
+pub fn draw_labelled_patterns(patterns: &[&ArrayD<f32>]) -> Result<image::RgbImage> {
+    use crate::plot::heatmap::{draw_heatmap_grid, Heatmap};
+    let first = patterns.first().ok_or_else(|| Error::Input("the model has no layers, so no attention patterns to draw".into()))?;
+    let &[_, heads, seq, _] = first.shape() else {
+        return Err(Error::Shape(format!("a pattern is {:?} but must be [B, H, S, S]", first.shape())));
+    };
+    if patterns.len() * heads > 256 || seq > 128 {
+        return Err(Error::Input(format!("--pattern-png: {} layers x {heads} heads of {seq} positions is too many to label; cache the patterns instead", patterns.len())));
+    }
+    let positions: Vec<String> = (0..seq).map(|s| s.to_string()).collect();
+    let mut maps = Vec::new();
+    for (layer, pattern) in patterns.iter().enumerate() {
+        let pattern = pattern.view().into_dimensionality::<Ix4>().map_err(|e| Error::Shape(e.to_string()))?;
+        for head in 0..heads {
+            let p = pattern.slice(ndarray::s![0, head, .., ..]);
+            maps.push(Heatmap {
+                title: format!("layer {layer} head {head}"),
+                x_label: "key position".into(),
+                y_label: "query position".into(),
+                columns: positions.clone(),
+                rows: positions.clone(),
+                values: p.outer_iter().map(|row| row.iter().map(|&v| f64::from(v)).collect()).collect(),
+                diverging: false,
+            });
+        }
+    }
+    draw_heatmap_grid(&maps, heads, 360, 320)
 }
 
 /// A viridis-like colour for a value in \[0, 1\] (clamped): dark blue, teal, green, yellow.

@@ -1,0 +1,147 @@
+//! Heat maps with a colour bar (plotters): a grid of values with labelled rows and columns, a
+//! diverging colour map centred on zero (blue negative, white zero, red positive, scaled by the
+//! largest |value|) or a sequential one (white to dark blue from 0 to the maximum, for
+//! probabilities). Patching sweeps (layer × position, tokens on the x axis), head attributions
+//! (layer × head) and attention patterns (query × key) all draw through [`draw_heatmaps`].
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One heat map.
+#[derive(Clone, Debug)]
+pub struct Heatmap {
+    /// The caption.
+    pub title: String,
+    /// The x axis's label (e.g. "position").
+    pub x_label: String,
+    /// The y axis's label (e.g. "layer").
+    pub y_label: String,
+    /// One label per column (tokens, head numbers).
+    pub columns: Vec<String>,
+    /// One label per row, drawn top to bottom.
+    pub rows: Vec<String>,
+    /// `values[row][column]`; non-finite cells are drawn grey.
+    pub values: Vec<Vec<f64>>,
+    /// Diverging around zero (true) or sequential from zero (false).
+    pub diverging: bool,
+}
+
+/// Draws `maps` (rows of up to three), each `width` × `height` pixels, into a PNG at `path`.
+pub fn write_heatmaps(path: &Path, maps: &[Heatmap], width: u32, height: u32) -> Result<()> {
+    let image = draw_heatmaps(maps, width, height)?;
+    crate::io::write_atomic(path, |w| {
+        image.write_to(w, image::ImageFormat::Png).map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot write the PNG: {e}") })
+    })
+}
+
+/// Draws `maps` in rows of up to three panels into an RGB image; refuses a map whose values
+/// do not fill its rows × columns.
+pub fn draw_heatmaps(maps: &[Heatmap], width: u32, height: u32) -> Result<image::RgbImage> {
+    draw_heatmap_grid(maps, 3, width, height)
+}
+
+/// Draws `maps` in rows of `per_row` panels (at least 1), each `width` × `height` pixels.
+pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
+    for m in maps {
+        if m.values.len() != m.rows.len() || m.values.iter().any(|r| r.len() != m.columns.len()) || m.columns.is_empty() {
+            return Err(Error::Input(format!("heat map \"{}\": values must be {} rows of {} columns (at least one)", m.title, m.rows.len(), m.columns.len())));
+        }
+    }
+    super::register_font();
+    let cols = maps.len().clamp(1, per_row.max(1));
+    let grid_rows = maps.len().div_ceil(cols).max(1);
+    let too_big = || Error::Input("plot: too large".into());
+    let total = width.checked_mul(cols as u32).ok_or_else(too_big)?;
+    let tall = height.checked_mul(grid_rows as u32).ok_or_else(too_big)?;
+    let mut buffer = vec![255u8; total as usize * tall as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (total, tall)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| Error::Input(format!("plot: {e}"));
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let panels = root.split_evenly((grid_rows, cols));
+        for (map, panel) in maps.iter().zip(panels.iter()) {
+            draw_one(map, panel).map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    image::RgbImage::from_raw(total, tall, buffer).ok_or_else(|| Error::Input("plot: the pixel buffer has the wrong size".into()))
+}
+
+/// The colour of `v` on a scale whose ends are ±`max` (diverging) or 0..`max` (sequential).
+pub fn colour(v: f64, max: f64, diverging: bool) -> RGBColor {
+    if !v.is_finite() {
+        return RGBColor(160, 160, 160);
+    }
+    let t = if max > 0.0 { (v / max).clamp(-1.0, 1.0) } else { 0.0 };
+    let mix = |a: u8, b: u8, t: f64| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
+    if !diverging {
+        let t = t.max(0.0);
+        return RGBColor(mix(255, 8, t), mix(255, 48, t), mix(255, 107, t));
+    }
+    if t >= 0.0 {
+        RGBColor(mix(255, 178, t), mix(255, 24, t), mix(255, 43, t))
+    } else {
+        RGBColor(mix(255, 33, -t), mix(255, 102, -t), mix(255, 172, -t))
+    }
+}
+
+type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
+
+fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
+    let max = map.values.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let (w, _) = panel.dim_in_pixel();
+    let (grid, bar) = panel.split_horizontally(w.saturating_sub(110).max(1));
+    let (nx, ny) = (map.columns.len(), map.rows.len());
+    let mut chart = ChartBuilder::on(&grid)
+        .caption(&map.title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5..nx as f64 - 0.5, -0.5..ny as f64 - 0.5)?;
+    // Cells are centred on whole numbers; a tick there gets the cell's label, others none.
+    let label = |labels: &[String], v: &f64, flip: bool| {
+        let i = v.round();
+        if (v - i).abs() > 1e-6 || i < 0.0 || i as usize >= labels.len() {
+            return String::new();
+        }
+        let i = i as usize;
+        labels[if flip { labels.len() - 1 - i } else { i }].clone()
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(map.x_label.as_str())
+        .y_desc(map.y_label.as_str())
+        .x_labels(nx)
+        .y_labels(ny)
+        .x_label_formatter(&|v| label(&map.columns, v, false))
+        .y_label_formatter(&|v| label(&map.rows, v, true))
+        .label_style(("sans-serif", 12))
+        .draw()?;
+    chart.draw_series(map.values.iter().enumerate().flat_map(|(r, row)| {
+        let y = ny - 1 - r;
+        row.iter().enumerate().map(move |(c, &v)| {
+            let (x, y) = (c as f64, y as f64);
+            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], colour(v, max, map.diverging).filled())
+        })
+    }))?;
+    draw_bar(&bar, max, map.diverging)
+}
+
+/// The colour bar: the scale's range from bottom to top with its values on an axis.
+fn draw_bar(bar: &Panel<'_>, max: f64, diverging: bool) -> DrawResult {
+    let top = if max > 0.0 { max } else { 1.0 };
+    let bottom = if diverging { -top } else { 0.0 };
+    let mut chart = ChartBuilder::on(bar).margin_top(40).margin_bottom(54).margin_right(8).y_label_area_size(60).build_cartesian_2d(0.0..1.0, bottom..top)?;
+    chart.configure_mesh().disable_mesh().disable_x_axis().y_labels(5).y_label_formatter(&|v| format!("{v:.3}")).label_style(("sans-serif", 11)).draw()?;
+    let steps = 100;
+    chart.draw_series((0..steps).map(|i| {
+        let (a, b) = (bottom + (top - bottom) * i as f64 / steps as f64, bottom + (top - bottom) * (i + 1) as f64 / steps as f64);
+        Rectangle::new([(0.0, a), (1.0, b)], colour((a + b) / 2.0, top, diverging).filled())
+    }))?;
+    Ok(())
+}
