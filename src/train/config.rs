@@ -42,6 +42,8 @@ pub struct Optimizer {
     pub decay_biases_and_norms: bool,
     /// Clip the global gradient norm to this (`None`: no clipping).
     pub max_grad_norm: Option<f64>,
+    /// Grokfast's EMA gradient filter before clipping and AdamW (`None`: off).
+    pub grokfast: Option<super::grokfast::Grokfast>,
 }
 
 /// How many examples each update sees.
@@ -195,6 +197,7 @@ impl TrainConfig {
         }
         opt.insert("decay_biases_and_norms".into(), Value::Boolean(o.decay_biases_and_norms));
         opt.insert("max_grad_norm".into(), o.max_grad_norm.map_or(Value::String("none".into()), Value::Float));
+        super::grokfast::Grokfast::to_table(o.grokfast, &mut opt);
         top.insert("optimizer".into(), Value::Table(opt));
         top.insert("schedule".into(), Value::Table(self.schedule.to_table()));
         toml::to_string(&top).unwrap_or_default()
@@ -353,5 +356,6 @@ fn read_optimizer(t: &Table) -> Result<Optimizer> {
         Some(v) => Some(positive("optimizer.max_grad_norm", float(v))?),
     };
     let decay_biases_and_norms = lookup(t, "optimizer.decay_biases_and_norms").and_then(Value::as_bool).unwrap_or(true);
-    Ok(Optimizer { adamw, decay_biases_and_norms, max_grad_norm })
+    let grokfast = super::grokfast::Grokfast::from_table(t)?;
+    Ok(Optimizer { adamw, decay_biases_and_norms, max_grad_norm, grokfast })
 }

@@ -58,6 +58,8 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("optimizer.weight_decay", Kind::Float),
     ("optimizer.decay_biases_and_norms", Kind::Bool),
     ("optimizer.max_grad_norm", Kind::FloatOrNone),
+    ("optimizer.grokfast_alpha", Kind::Float),
+    ("optimizer.grokfast_lambda", Kind::Float),
     ("schedule.kind", Kind::Str),
     ("schedule.warmup_steps", Kind::Int),
     ("schedule.final_lr", Kind::Float),
