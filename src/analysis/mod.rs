@@ -16,6 +16,7 @@ pub mod cli;
 pub mod metric;
 pub mod patch_gpu;
 pub mod patch_ref;
+pub mod progress;
 pub mod sweep;
 
 use ndarray::ArrayD;
