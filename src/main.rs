@@ -125,6 +125,10 @@ enum Command {
     /// curves.png, checkpoints and the state to resume from. Exit codes: 0 finished or stopped by
     /// Ctrl-C with a checkpoint; 2 the config was refused, a file failed, or the loss diverged.
     Train(shaderlens::train::cli::TrainArgs),
+    /// Analyses of trained models: `analyze progress` (grokking's progress measures of a
+    /// checkpoint or a run).
+    #[command(subcommand)]
+    Analyze(shaderlens::analysis::progress_cli::AnalyzeCommand),
 }
 
 /// The longest error message printed whole; longer ones (a 100 MB config value echoed back) are
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         }
         Command::Games { game } => shaderlens::games::cli::main(game),
         Command::Train(args) => shaderlens::train::cli::main(args),
+        Command::Analyze(command) => report("analyze", shaderlens::analysis::progress_cli::main(&command)),
     }
 }
 

@@ -17,6 +17,8 @@ pub mod metric;
 pub mod patch_gpu;
 pub mod patch_ref;
 pub mod progress;
+pub mod progress_cli;
+pub mod progress_train;
 pub mod sweep;
 
 use ndarray::ArrayD;

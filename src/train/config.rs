@@ -80,6 +80,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The output folder.
     pub out: PathBuf,
+    /// Grokking's progress measures at each evaluation of a modular-addition run, with this many
+    /// key frequencies (`progress_key_frequencies`; 0: not measured). See
+    /// [`crate::analysis::progress`].
+    pub progress_key_frequencies: u64,
 }
 
 /// How long the run is.
@@ -160,6 +164,7 @@ impl TrainConfig {
             checkpoint_every: every("checkpoint_every", 1000)?,
             seed: get("seed").map(int).unwrap_or(0),
             out: PathBuf::from(get("out").and_then(Value::as_str).unwrap_or("runs/train")),
+            progress_key_frequencies: get("progress_key_frequencies").map(int).unwrap_or(5),
         })
     }
 
@@ -181,6 +186,7 @@ impl TrainConfig {
         );
         top.insert("eval_every".into(), Value::Integer(self.eval_every as i64));
         top.insert("checkpoint_every".into(), Value::Integer(self.checkpoint_every as i64));
+        top.insert("progress_key_frequencies".into(), Value::Integer(self.progress_key_frequencies as i64));
         top.insert("model".into(), Value::Table(model_table(&self.model, self.initializer_range)));
         let Data::Modular { p, op, train_fraction, seed } = self.data;
         let mut data = Table::new();

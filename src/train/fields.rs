@@ -32,6 +32,7 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("batch", Kind::Batch),
     ("eval_every", Kind::Int),
     ("checkpoint_every", Kind::Int),
+    ("progress_key_frequencies", Kind::Int),
     ("model.n_layers", Kind::Int),
     ("model.d_model", Kind::Int),
     ("model.n_heads", Kind::Int),

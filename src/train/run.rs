@@ -45,6 +45,19 @@ pub struct Metrics {
     pub weight_norm: f64,
     /// Training tokens per second since the previous evaluation.
     pub tokens_per_s: f64,
+    /// Grokking's progress measures (modular addition, `progress_key_frequencies` > 0; see
+    /// [`crate::analysis::progress`]): the key frequencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_frequencies: Option<Vec<usize>>,
+    /// Loss over every pair with the logits restricted to the key frequencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted_loss: Option<f64>,
+    /// Loss over the training pairs with the key frequencies removed from the logits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_loss: Option<f64>,
+    /// The sum of squares of every parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_squared_weight: Option<f64>,
 }
 
 /// How a run ended.
@@ -163,7 +176,12 @@ impl Loop<'_> {
             grad_norm: backend.grad_norm()?,
             weight_norm: backend.weight_norm()?,
             tokens_per_s: if elapsed > 0.0 { self.clock.1 as f64 / elapsed } else { 0.0 },
+            key_frequencies: None,
+            restricted_loss: None,
+            excluded_loss: None,
+            total_squared_weight: None,
         };
+        let metrics = crate::analysis::progress_train::add_measures(self.config, &self.data, backend, metrics)?;
         self.clock = (Instant::now(), 0);
         if !(metrics.train_loss.is_finite() && metrics.test_loss.is_none_or(f64::is_finite)) {
             return Err(Error::Input(format!(
@@ -179,6 +197,7 @@ impl Loop<'_> {
         let text: String = self.history.iter().map(|m| serde_json::to_string(m).unwrap_or_default() + "\n").collect();
         crate::io::write_atomic(&path, |w| write_text(&path, w, &text))?;
         write_curves(&self.config.out.join("curves.png"), &self.history)?;
+        crate::analysis::progress_train::write_progress_png(&self.config.out.join("progress.png"), &self.history)?;
         observe(step, Some(&metrics));
         Ok(())
     }
