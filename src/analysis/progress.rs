@@ -47,7 +47,7 @@ pub struct Progress {
 /// The unit-norm Fourier basis of Z_p as rows \[p, p\]: row 0 the constant, rows 2k−1 and 2k
 /// cos and sin of frequency k.
 pub fn fourier_basis(p: usize) -> Result<Array2<f64>> {
-    if p < 3 || p % 2 == 0 {
+    if p < 3 || p.is_multiple_of(2) {
         return Err(Error::Input(format!("progress measures: p = {p} must be an odd prime >= 3")));
     }
     let mut basis = Array2::zeros((p, p));

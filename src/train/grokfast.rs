@@ -43,7 +43,7 @@ impl Grokfast {
         if !(0.0..1.0).contains(&this.alpha) {
             return Err(Error::Input(format!("config key `optimizer.grokfast_alpha` is {} but must be in [0, 1)", this.alpha)));
         }
-        if !(this.lambda >= 0.0 && this.lambda.is_finite()) {
+        if this.lambda.is_nan() || this.lambda < 0.0 || this.lambda.is_infinite() {
             return Err(Error::Input(format!("config key `optimizer.grokfast_lambda` is {} but must be >= 0", this.lambda)));
         }
         Ok((this.lambda > 0.0).then_some(this))
