@@ -115,7 +115,8 @@ enum Command {
         one_per_patch: bool,
     },
     /// Analyses that write numbers (npz) and a picture (PNG): logit lens, direct logit
-    /// attribution, patching heat maps. Exit codes: 0 written; 2 refused or failed.
+    /// attribution, patching heat maps, grokking's progress measures. Exit codes: 0 written; 2
+    /// refused or failed.
     Analyze {
         #[command(subcommand)]
         what: shaderlens::analysis::analyze_cli::AnalyzeCommand,

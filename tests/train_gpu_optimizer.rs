@@ -80,13 +80,13 @@ fn check(optimizer: Optimizer, scale: f32) {
 fn clipped_step_with_exempt_biases_and_norms_matches_the_reference() {
     let hp = AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.98, eps: 1e-8, weight_decay: 1.0 };
     // The gradients' norm is about 70 · scale (4,800 parameters): 0.5 clips both updates, and m, v see the factor.
-    check(Optimizer { adamw: hp, decay_biases_and_norms: false, max_grad_norm: Some(0.5) }, 0.1);
+    check(Optimizer { adamw: hp, decay_biases_and_norms: false, max_grad_norm: Some(0.5), grokfast: None }, 0.1);
 }
 
 #[test]
 fn unclipped_step_decaying_everything_matches_the_reference() {
     let hp = AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
-    check(Optimizer { adamw: hp, decay_biases_and_norms: true, max_grad_norm: None }, 1.0);
+    check(Optimizer { adamw: hp, decay_biases_and_norms: true, max_grad_norm: None, grokfast: None }, 1.0);
 }
 
 #[test]

@@ -39,6 +39,10 @@ pub enum AnalyzeCommand {
     /// Heat maps of the sweeps `shaderlens patch` wrote: layer × position (tokens on the x axis),
     /// layer × head.
     Patch(PatchPngArgs),
+    /// Grokking's progress measures (Nanda et al. 2023) of a checkpoint or of every checkpoint of
+    /// a run: embedding norm per frequency, key frequencies, restricted and excluded loss, total
+    /// squared weight; JSON and PNGs.
+    Progress(super::progress_cli::ProgressArgs),
 }
 
 /// A model, prompts, and where the numbers and the picture go.
@@ -78,6 +82,7 @@ pub fn run(what: &AnalyzeCommand) -> Result<String> {
         AnalyzeCommand::Lens(args) => lens(&Gpu::new()?, args),
         AnalyzeCommand::Dla(args) => dla(&Gpu::new()?, args),
         AnalyzeCommand::Patch(args) => patch_png(args),
+        AnalyzeCommand::Progress(args) => super::progress_cli::progress(args),
     }
 }
 

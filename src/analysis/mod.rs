@@ -19,6 +19,9 @@ pub mod patch_gpu;
 pub mod patch_ref;
 pub mod resid;
 pub mod resid_gpu;
+pub mod progress;
+pub mod progress_cli;
+pub mod progress_train;
 pub mod sweep;
 
 use ndarray::ArrayD;

@@ -7,7 +7,7 @@
 //!   `shaderlens run` and by `HookedTransformer(cfg).load_state_dict`;
 //! - `state.npz`: what `--resume` needs, exactly: `step` int64 \[1\] (updates done) and
 //!   `param.<name>`, `m.<name>`, `v.<name>` in float64 (a float32 trainer's values are exact in
-//!   float64). The data order is a pure function of the seed and the step, and so is the
+//!   float64), and with Grokfast on `h.<name>`, the gradient average. The data order is a pure function of the seed and the step, and so is the
 //!   learning rate, so nothing else is needed.
 
 use std::path::{Path, PathBuf};
@@ -56,7 +56,11 @@ pub fn save(out: &Path, config: &Config, initializer_range: f64, seed: u64, step
                 npz.add_array("step", &arr1(&[step as i64]))?;
                 write_weights(npz, "param.", &state.params, false)?;
                 write_weights(npz, "m.", &state.m, false)?;
-                write_weights(npz, "v.", &state.v, false)
+                write_weights(npz, "v.", &state.v, false)?;
+                match &state.ema {
+                    Some(h) => write_weights(npz, "h.", h, false),
+                    None => Ok(()),
+                }
             })
         })?
         .0,
@@ -84,7 +88,8 @@ pub fn load_state(out: &Path, config: &Config) -> Result<(u64, State)> {
         })
         .map_err(in_file)
     };
-    Ok((step, State { params: read("param.")?, m: read("m.")?, v: read("v.")? }))
+    let ema = if npz.contains("h.embed.W_E") { Some(read("h.")?) } else { None };
+    Ok((step, State { params: read("param.")?, m: read("m.")?, v: read("v.")?, ema }))
 }
 
 fn write_weights<W: std::io::Write + std::io::Seek>(

@@ -46,6 +46,8 @@ pub struct Optimizer {
     pub decay_biases_and_norms: bool,
     /// Clip the global gradient norm to this (`None`: no clipping).
     pub max_grad_norm: Option<f64>,
+    /// Grokfast's EMA gradient filter before clipping and AdamW (`None`: off).
+    pub grokfast: Option<super::grokfast::Grokfast>,
 }
 
 /// How many examples each update sees.
@@ -82,6 +84,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The output folder.
     pub out: PathBuf,
+    /// Grokking's progress measures at each evaluation of a modular-addition run, with this many
+    /// key frequencies (`progress_key_frequencies`; 0: not measured). See
+    /// [`crate::analysis::progress`].
+    pub progress_key_frequencies: u64,
 }
 
 /// How long the run is.
@@ -164,6 +170,7 @@ impl TrainConfig {
             checkpoint_every: every("checkpoint_every", 1000)?,
             seed: get("seed").map(int).unwrap_or(0),
             out: PathBuf::from(get("out").and_then(Value::as_str).unwrap_or("runs/train")),
+            progress_key_frequencies: get("progress_key_frequencies").map(int).unwrap_or(5),
         })
     }
 
@@ -185,6 +192,7 @@ impl TrainConfig {
         );
         top.insert("eval_every".into(), Value::Integer(self.eval_every as i64));
         top.insert("checkpoint_every".into(), Value::Integer(self.checkpoint_every as i64));
+        top.insert("progress_key_frequencies".into(), Value::Integer(self.progress_key_frequencies as i64));
         top.insert("model".into(), Value::Table(model_table(&self.model, self.initializer_range)));
         let data = match &self.data {
             Data::Modular { p, op, train_fraction, seed } => {
@@ -206,6 +214,7 @@ impl TrainConfig {
         }
         opt.insert("decay_biases_and_norms".into(), Value::Boolean(o.decay_biases_and_norms));
         opt.insert("max_grad_norm".into(), o.max_grad_norm.map_or(Value::String("none".into()), Value::Float));
+        super::grokfast::Grokfast::to_table(o.grokfast, &mut opt);
         top.insert("optimizer".into(), Value::Table(opt));
         top.insert("schedule".into(), Value::Table(self.schedule.to_table()));
         toml::to_string(&top).unwrap_or_default()
@@ -362,5 +371,6 @@ fn read_optimizer(t: &Table) -> Result<Optimizer> {
         Some(v) => Some(positive("optimizer.max_grad_norm", float(v))?),
     };
     let decay_biases_and_norms = lookup(t, "optimizer.decay_biases_and_norms").and_then(Value::as_bool).unwrap_or(true);
-    Ok(Optimizer { adamw, decay_biases_and_norms, max_grad_norm })
+    let grokfast = super::grokfast::Grokfast::from_table(t)?;
+    Ok(Optimizer { adamw, decay_biases_and_norms, max_grad_norm, grokfast })
 }

@@ -10,6 +10,10 @@
 //! parameter; the parameters are copied back into the model's own tensors. The norm is read back
 //! only when asked ([`GpuOptimizer::grad_norm`], at evaluation steps). WGSL:
 //! `shaders/adamw_arena.wgsl`; the float64 twin is [`crate::reference::backward::adamw`].
+//! With Grokfast on, one `grokfast_arena` dispatch (`shaders/grokfast_arena.wgsl`) filters the
+//! gradient arena first, keeping the average in an arena of its own ([`super::grokfast`]).
+
+use std::cell::Cell;
 
 use ndarray::ArrayD;
 
@@ -22,6 +26,7 @@ use crate::transformer::weights::Weights;
 use crate::transformer::Config;
 
 const SHADER: Shader = Shader { name: "adamw_arena", source: include_str!("../../shaders/adamw_arena.wgsl") };
+const GROKFAST: Shader = Shader { name: "grokfast_arena", source: include_str!("../../shaders/grokfast_arena.wgsl") };
 const WORKGROUP: u64 = 256;
 /// Elements each `sum_squares` workgroup reduces (16 per invocation).
 const CHUNK: u64 = 4096;
@@ -44,12 +49,30 @@ struct Params {
     eps: f32,
 }
 
-/// `Params` against `shaders/adamw_arena.wgsl` (checked by `tests/params_layout.rs`).
-pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[crate::gpu::layout::params_layout!(
-    Params,
-    SHADER,
-    [n, chunk, count, clip, max_norm, decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2_sqrt, eps]
-)];
+/// Matches `Params` in `shaders/grokfast_arena.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct GrokfastParams {
+    n: u32,
+    first: u32,
+    alpha: f32,
+    one_minus_alpha: f32,
+    lambda: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+/// `Params` against `shaders/adamw_arena.wgsl` and `shaders/grokfast_arena.wgsl` (checked by
+/// `tests/params_layout.rs`).
+pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
+    crate::gpu::layout::params_layout!(
+        Params,
+        SHADER,
+        [n, chunk, count, clip, max_norm, decay, one_minus_beta1, beta2, one_minus_beta2, step_size, bias2_sqrt, eps]
+    ),
+    crate::gpu::layout::params_layout!(GrokfastParams, GROKFAST, [n, first, alpha, one_minus_alpha, lambda]),
+];
 
 /// One parameter's place in the arena.
 #[derive(Clone, Debug)]
@@ -76,6 +99,10 @@ pub struct GpuOptimizer {
     norm: GpuTensor,
     /// `[norm, 1]` of the parameters, when asked.
     weight_norm: GpuTensor,
+    /// Grokfast's gradient average (an arena), when Grokfast is on.
+    ema: Option<GpuTensor>,
+    /// Whether `ema` holds an average yet (false: the next update starts it at the gradient).
+    ema_ready: Cell<bool>,
 }
 
 impl GpuOptimizer {
@@ -108,6 +135,8 @@ impl GpuOptimizer {
             partials: GpuTensor::empty(gpu, &[count as usize], "train arena partial norms")?,
             norm: GpuTensor::empty(gpu, &[2], "train arena norm")?,
             weight_norm: GpuTensor::empty(gpu, &[2], "train arena weight norm")?,
+            ema: if optimizer.grokfast.is_some() { Some(flat("grokfast average")?) } else { None },
+            ema_ready: Cell::new(false),
         };
         gpu.queue().write_buffer(this.mask.buffer(), 0, bytemuck::cast_slice(&mask));
         let mut encoder = gpu.encoder();
@@ -144,12 +173,34 @@ impl GpuOptimizer {
                 encoder.copy_buffer_to_buffer(g.buffer(), 0, self.grad.buffer(), seg.offset * 4, seg.len * 4);
             }
         }
+        self.record_grokfast(gpu, encoder)?;
         self.record_norm(gpu, encoder, &params, &self.grad, &self.norm)?;
         let adamw = gpu.kernel::<Params>(SHADER, "adamw_arena", &[])?;
         let grid = gpu.grid(self.n.div_ceil(WORKGROUP), "train adamw workgroups")?;
         let buffers = [self.grad.buffer(), self.norm.buffer(), self.param.buffer(), self.m.buffer(), self.v.buffer(), self.mask.buffer()];
         adamw.record(gpu, encoder, &params, &buffers, grid);
         self.copy(encoder, weights, false)
+    }
+
+    /// Records Grokfast's filter over the gradient arena (nothing when Grokfast is off).
+    fn record_grokfast(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let (Some(filter), Some(ema)) = (self.optimizer.grokfast, &self.ema) else {
+            return Ok(());
+        };
+        let f = crate::scalar::to_f32;
+        let params = GrokfastParams {
+            n: u32::try_from(self.n).map_err(|_| Error::Input(format!("train optimizer: {} parameters exceed a u32 index", self.n)))?,
+            first: u32::from(!self.ema_ready.get()),
+            alpha: f("grokfast alpha", filter.alpha)?,
+            one_minus_alpha: f("grokfast 1 - alpha", 1.0 - filter.alpha)?,
+            lambda: f("grokfast lambda", filter.lambda)?,
+            ..GrokfastParams::default()
+        };
+        let kernel = gpu.kernel::<GrokfastParams>(GROKFAST, "grokfast_arena", &[])?;
+        let grid = gpu.grid(self.n.div_ceil(WORKGROUP), "train grokfast workgroups")?;
+        kernel.record(gpu, encoder, &params, &[self.grad.buffer(), ema.buffer()], grid);
+        self.ema_ready.set(true);
+        Ok(())
     }
 
     /// Records the global L2 norm of `src` (an arena) into `out[0]` (and the clip factor into `out[1]`).
@@ -207,7 +258,11 @@ impl GpuOptimizer {
 
     /// The parameters and moments, read back (for a checkpoint).
     pub fn state(&self, gpu: &Gpu) -> Result<State> {
-        let all = GpuTensor::read_all(gpu, &[&self.param, &self.m, &self.v])?;
+        let mut arenas = vec![&self.param, &self.m, &self.v];
+        if let (Some(ema), true) = (&self.ema, self.ema_ready.get()) {
+            arenas.push(ema);
+        }
+        let all = GpuTensor::read_all(gpu, &arenas)?;
         let split = |flat: &ArrayD<f32>| -> Result<Weights<ArrayD<f64>>> {
             let data = flat.as_slice().ok_or_else(|| Error::Gpu("arena read back out of order".into()))?;
             Weights::build(&self.config, |name, shape| {
@@ -216,12 +271,18 @@ impl GpuOptimizer {
                 ArrayD::from_shape_vec(shape, values).map_err(|e| Error::Shape(e.to_string()))
             })
         };
-        Ok(State { params: split(&all[0])?, m: split(&all[1])?, v: split(&all[2])? })
+        let ema = all.get(3).map(split).transpose()?;
+        Ok(State { params: split(&all[0])?, m: split(&all[1])?, v: split(&all[2])?, ema })
     }
 
     /// Replaces the parameters (in the arena and in `weights`) and the moments (a resumed run).
     pub fn set_state(&self, gpu: &Gpu, state: &State, weights: &Weights<GpuTensor>) -> Result<()> {
-        for (target, w) in [(&self.param, &state.params), (&self.m, &state.m), (&self.v, &state.v)] {
+        let mut pairs = vec![(&self.param, &state.params), (&self.m, &state.m), (&self.v, &state.v)];
+        if let (Some(ema), Some(h)) = (&self.ema, &state.ema) {
+            pairs.push((ema, h));
+        }
+        self.ema_ready.set(self.ema.is_some() && state.ema.is_some());
+        for (target, w) in pairs {
             w.check_shapes(&self.config, |a| a.shape())?;
             let flat: Vec<f32> = w.named().iter().flat_map(|(_, a)| a.iter().map(|&x| x as f32).collect::<Vec<_>>()).collect();
             gpu.queue().write_buffer(target.buffer(), 0, bytemuck::cast_slice(&flat));

@@ -15,6 +15,7 @@ pub mod config;
 pub mod fields;
 pub mod gpu_optimizer;
 pub mod gpu_trainer;
+pub mod grokfast;
 pub mod init;
 pub mod othello;
 pub mod othello_run;
@@ -62,6 +63,8 @@ pub struct State {
     pub m: Weights<ArrayD<f64>>,
     /// The second moments.
     pub v: Weights<ArrayD<f64>>,
+    /// Grokfast's gradient average (`None`: Grokfast off, or no update filtered yet).
+    pub ema: Option<Weights<ArrayD<f64>>>,
 }
 
 /// Loss and accuracy on a data set.

@@ -111,6 +111,7 @@ impl Loop<'_> {
             tokens_per_s: if elapsed > 0.0 { self.clock.1 as f64 / elapsed } else { 0.0 },
             legal_move_rate: Some(test.legal_move_rate),
             games_seen: Some(games_seen),
+            ..Metrics::default()
         };
         self.clock = (Instant::now(), 0);
         if !(metrics.train_loss.is_finite() && test.eval.loss.is_finite()) {

@@ -26,6 +26,8 @@ pub struct ReferenceTrainer {
     optimizer: Optimizer,
     state: State,
     last_norm: f64,
+    /// Grokfast's average by parameter name (`None` until the first filtered update).
+    ema: Option<BTreeMap<String, ArrayD<f64>>>,
 }
 
 impl ReferenceTrainer {
@@ -33,8 +35,8 @@ impl ReferenceTrainer {
     pub fn new(config: &Config, optimizer: Optimizer, initial: Weights<ArrayD<f64>>) -> Result<Self> {
         initial.check_shapes(config, |a| a.shape())?;
         let zeros = initial.try_map(config, |_, a| Ok(ArrayD::zeros(a.raw_dim())))?;
-        let state = State { params: initial, m: zeros.clone(), v: zeros };
-        Ok(Self { config: config.clone(), optimizer, state, last_norm: 0.0 })
+        let state = State { params: initial, m: zeros.clone(), v: zeros, ema: None };
+        Ok(Self { config: config.clone(), optimizer, state, last_norm: 0.0, ema: None })
     }
 }
 
@@ -46,6 +48,9 @@ impl Backend for ReferenceTrainer {
     fn step(&mut self, tokens: ArrayView2<'_, i64>, targets: ArrayView2<'_, i64>, t: u64, lr: f64) -> Result<()> {
         let run = transformer_grad(&self.config, &self.state.params, tokens.into_dyn(), targets.into_dyn(), &Names::Nothing, &[])?;
         let mut grads: BTreeMap<String, ArrayD<f64>> = run.grads.named().into_iter().map(|(n, a)| (n, a.clone())).collect();
+        if let Some(filter) = self.optimizer.grokfast {
+            filter.apply(&mut grads, &mut self.ema)?;
+        }
         self.last_norm = match self.optimizer.max_grad_norm {
             Some(max) => clip_grad_norm(&mut grads.values_mut().collect::<Vec<_>>(), max)?,
             None => grads.values().map(|g| g.iter().map(|x| x * x).sum::<f64>()).sum::<f64>().sqrt(),
@@ -65,7 +70,7 @@ impl Backend for ReferenceTrainer {
                 Ok([p, m, v][i].clone())
             })
         };
-        self.state = State { params: take(0)?, m: take(1)?, v: take(2)? };
+        self.state = State { params: take(0)?, m: take(1)?, v: take(2)?, ema: None };
         Ok(())
     }
 
@@ -87,14 +92,22 @@ impl Backend for ReferenceTrainer {
     }
 
     fn state(&mut self) -> Result<State> {
-        Ok(self.state.clone())
+        let ema = match &self.ema {
+            Some(h) => Some(Weights::build(&self.config, |name, _| h.get(name).cloned().ok_or_else(|| Error::Input(format!("grokfast: no average for {name}"))))?),
+            None => None,
+        };
+        Ok(State { ema, ..self.state.clone() })
     }
 
     fn set_state(&mut self, state: &State) -> Result<()> {
         for w in [&state.params, &state.m, &state.v] {
             w.check_shapes(&self.config, |a| a.shape())?;
         }
-        self.state = state.clone();
+        if let Some(h) = &state.ema {
+            h.check_shapes(&self.config, |a| a.shape())?;
+        }
+        self.ema = state.ema.as_ref().map(|h| h.named().into_iter().map(|(n, a)| (n, a.clone())).collect());
+        self.state = State { ema: None, ..state.clone() };
         Ok(())
     }
 }

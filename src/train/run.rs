@@ -23,7 +23,7 @@ use crate::games::modular::ModularData;
 use crate::plot::{write_line_charts, LineChart, Series};
 
 /// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Updates done.
     pub step: u64,
@@ -51,6 +51,19 @@ pub struct Metrics {
     /// Othello: the training games seen (updates × batch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub games_seen: Option<u64>,
+    /// Grokking's progress measures (modular addition, `progress_key_frequencies` > 0; see
+    /// [`crate::analysis::progress`]): the key frequencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_frequencies: Option<Vec<usize>>,
+    /// Loss over every pair with the logits restricted to the key frequencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted_loss: Option<f64>,
+    /// Loss over the training pairs with the key frequencies removed from the logits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded_loss: Option<f64>,
+    /// The sum of squares of every parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_squared_weight: Option<f64>,
 }
 
 /// How a run ended.
@@ -175,7 +188,12 @@ impl Loop<'_> {
             tokens_per_s: if elapsed > 0.0 { self.clock.1 as f64 / elapsed } else { 0.0 },
             legal_move_rate: None,
             games_seen: None,
+            key_frequencies: None,
+            restricted_loss: None,
+            excluded_loss: None,
+            total_squared_weight: None,
         };
+        let metrics = crate::analysis::progress_train::add_measures(self.config, &self.data, backend, metrics)?;
         self.clock = (Instant::now(), 0);
         if !(metrics.train_loss.is_finite() && metrics.test_loss.is_none_or(f64::is_finite)) {
             return Err(Error::Input(format!(
@@ -191,6 +209,7 @@ impl Loop<'_> {
         let text: String = self.history.iter().map(|m| serde_json::to_string(m).unwrap_or_default() + "\n").collect();
         crate::io::write_atomic(&path, |w| write_text(&path, w, &text))?;
         write_curves(&self.config.out.join("curves.png"), &self.history)?;
+        crate::analysis::progress_train::write_progress_png(&self.config.out.join("progress.png"), &self.history)?;
         observe(step, Some(&metrics));
         Ok(())
     }

@@ -102,7 +102,7 @@ fn run_on_gpu(
     let model = Model::load(gpu, config.clone(), initial)?;
     let adamw = AdamW { lr: 0.0, beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps, weight_decay: optimizer.weight_decay };
     // SPEC's training applies weight decay to every parameter (torch's default).
-    let settings = TrainOptimizer { adamw, decay_biases_and_norms: true, max_grad_norm: optimizer.max_grad_norm };
+    let settings = TrainOptimizer { adamw, decay_biases_and_norms: true, max_grad_norm: optimizer.max_grad_norm, grokfast: None };
     let step = GpuOptimizer::new(gpu, config, settings, model.weights())?;
     let mut losses = Vec::with_capacity(lr.len());
     for (i, &rate) in lr.iter().enumerate() {
