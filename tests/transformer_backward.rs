@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::model::{tokens_targets, weights};
+
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn};
@@ -37,26 +39,6 @@ fn config(norm: &str, act: &str, attn_only: bool) -> Config {
             "attn_only": {attn_only}, "eps": 1e-5, "positional_embedding_type": "standard"}}"#
     ))
     .expect("config")
-}
-
-fn weights(config: &Config, seed: u64) -> Weights<ArrayD<f32>> {
-    let mut i = 0u64;
-    Weights::build(config, |name, shape| {
-        i += 1;
-        let n: usize = shape.iter().product();
-        let data = common::normals(seed * 1000 + i, n);
-        let leaf = name.rsplit('.').next().unwrap_or("");
-        let scale = if leaf.starts_with("W_") && leaf != "W_E" { 1.0 / (shape[shape.len() - 2] as f32).sqrt() } else { 0.3 };
-        let data = data.iter().map(|v| if leaf == "w" { 1.0 + 0.1 * v } else { scale * v }).collect();
-        Ok(common::array(shape, data))
-    })
-    .expect("weights")
-}
-
-fn tokens_targets() -> (ArrayD<i64>, ArrayD<i64>) {
-    let tokens = ndarray::arr2(&[[1i64, 6, 2, 2, 0], [3, 4, 5, 1, 6]]).into_dyn();
-    let targets = ndarray::arr2(&[[4i64, -1, 0, 3, 2], [1, 1, -1, 4, 0]]).into_dyn();
-    (tokens, targets)
 }
 
 /// The GPU's loss, every parameter gradient and the asked hook gradients against the reference.

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::model::weights;
+
 use ndarray::{ArrayD, IxDyn};
 use shaderlens::compare::Comparison;
 use shaderlens::reference::backward::fixtures::{GRAD, GRAD_LOSS};
@@ -24,20 +26,6 @@ fn config(layers: usize, heads: usize, d_head: usize, seq: usize, attn_only: boo
             "attn_only": {attn_only}, "eps": 1e-5, "positional_embedding_type": "standard"}}"#
     ))
     .expect("config")
-}
-
-fn weights(config: &Config, seed: u64) -> Weights<ArrayD<f32>> {
-    let mut i = 0u64;
-    Weights::build(config, |name, shape| {
-        i += 1;
-        let n: usize = shape.iter().product();
-        let data = common::normals(seed * 1000 + i, n);
-        let leaf = name.rsplit('.').next().unwrap_or("");
-        let scale = if leaf.starts_with("W_") && leaf != "W_E" { 1.0 / (shape[shape.len() - 2] as f32).sqrt() } else { 0.3 };
-        let data = data.iter().map(|v| if leaf == "w" { 1.0 + 0.1 * v } else { scale * v }).collect();
-        Ok(common::array(shape, data))
-    })
-    .expect("weights")
 }
 
 /// Tokens \[B, S\] and next-token-like targets (some ignored).

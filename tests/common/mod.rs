@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod matmul;
+pub mod model;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

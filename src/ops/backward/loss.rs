@@ -24,7 +24,7 @@ pub fn prepare_targets(logits_shape: &[usize], targets: ArrayViewD<'_, i64>) -> 
 
 /// Records the loss (into `loss`, one element) and `dlogits` (the logits' shape) for `logits`
 /// \[..., V\] and the i32 `targets` buffer of [`prepare_targets`] with `counted` positions;
-/// `row_loss` \[rows\] is working space.
+/// `row_loss` \[rows\] is working space. One workgroup walks each row.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     gpu: &Gpu,
@@ -36,23 +36,8 @@ pub fn record(
     row_loss: &GpuTensor,
     loss: &GpuTensor,
 ) -> Result<()> {
-    super::same_shape("cross-entropy", &[("logits", logits), ("dlogits", dlogits)])?;
-    let (rows, vocab) = super::rows_of(logits);
-    if row_loss.len() != rows || loss.len() != 1 || targets.size() < (rows * 4) as u64 {
-        return Err(Error::Shape(format!(
-            "cross-entropy of logits {} needs {rows} targets, {rows} row losses and one loss, not {} and {}",
-            fmt_shape(logits.shape()),
-            fmt_shape(row_loss.shape()),
-            fmt_shape(loss.shape())
-        )));
-    }
-    if counted == 0 {
-        return Err(Error::Input("cross-entropy: the targets count no position".into()));
-    }
-    let inv = 1.0 / counted as f32;
-    let params = Params { rows: count(rows, "cross-entropy rows")?, cols: count(vocab, "cross-entropy vocabulary")?, value: inv, ..Params::default() };
-    launch(gpu, encoder, CROSS_ENTROPY, "cross_entropy", params, &[logits.buffer(), targets, dlogits.buffer(), row_loss.buffer()], rows as u64, 1)?;
-    super::reduce::total(gpu, encoder, row_loss, inv, loss, false)
+    let io = Io { logits, targets, counted, dlogits, row_loss, loss };
+    record_with(gpu, encoder, &io, "cross_entropy", 1)
 }
 
 /// The longest row [`record_short_rows`] takes (one invocation walks it three times).
@@ -71,20 +56,44 @@ pub fn record_short_rows(
     row_loss: &GpuTensor,
     loss: &GpuTensor,
 ) -> Result<()> {
-    super::same_shape("cross-entropy", &[("logits", logits), ("dlogits", dlogits)])?;
-    let (rows, vocab) = super::rows_of(logits);
+    let vocab = logits.shape().last().copied().unwrap_or(1);
     if vocab > SHORT_ROW {
         return Err(Error::Shape(format!("short-row cross-entropy of logits {}: rows longer than {SHORT_ROW}", fmt_shape(logits.shape()))));
     }
+    let io = Io { logits, targets, counted, dlogits, row_loss, loss };
+    record_with(gpu, encoder, &io, "cross_entropy_short", 256)
+}
+
+/// The buffers of one cross-entropy.
+struct Io<'a> {
+    logits: &'a GpuTensor,
+    targets: &'a wgpu::Buffer,
+    counted: usize,
+    dlogits: &'a GpuTensor,
+    row_loss: &'a GpuTensor,
+    loss: &'a GpuTensor,
+}
+
+/// Checks the buffers, then records entry point `entry` (`rows_per_group` rows a workgroup) and
+/// the total of the row losses.
+fn record_with(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, io: &Io<'_>, entry: &'static str, rows_per_group: u64) -> Result<()> {
+    let Io { logits, targets, counted, dlogits, row_loss, loss } = *io;
+    super::same_shape("cross-entropy", &[("logits", logits), ("dlogits", dlogits)])?;
+    let (rows, vocab) = super::rows_of(logits);
     if row_loss.len() != rows || loss.len() != 1 || targets.size() < (rows * 4) as u64 {
-        return Err(Error::Shape(format!("cross-entropy of logits {} needs {rows} targets, {rows} row losses and one loss", fmt_shape(logits.shape()))));
+        return Err(Error::Shape(format!(
+            "cross-entropy of logits {} needs {rows} targets, {rows} row losses and one loss, not {} and {}",
+            fmt_shape(logits.shape()),
+            fmt_shape(row_loss.shape()),
+            fmt_shape(loss.shape())
+        )));
     }
     if counted == 0 {
         return Err(Error::Input("cross-entropy: the targets count no position".into()));
     }
     let inv = 1.0 / counted as f32;
     let params = Params { rows: count(rows, "cross-entropy rows")?, cols: count(vocab, "cross-entropy vocabulary")?, value: inv, ..Params::default() };
-    launch(gpu, encoder, CROSS_ENTROPY, "cross_entropy_short", params, &[logits.buffer(), targets, dlogits.buffer(), row_loss.buffer()], rows as u64, 256)?;
+    launch(gpu, encoder, CROSS_ENTROPY, entry, params, &[logits.buffer(), targets, dlogits.buffer(), row_loss.buffer()], rows as u64, rows_per_group)?;
     super::reduce::total(gpu, encoder, row_loss, inv, loss, false)
 }
 
