@@ -52,15 +52,12 @@ fn gelu_erf_grad(v: f32) -> f32 {
     return cdf + select(v * pdf, 0.0, pdf == 0.0);
 }
 
-fn index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
 
 @compute @workgroup_size(256)
 fn gelu_tanh_backward(@builtin(workgroup_id) wg: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i < params.n) {
         dx[i] = dy[i] * gelu_tanh_grad(x[i]);
     }
@@ -70,7 +67,7 @@ fn gelu_tanh_backward(@builtin(workgroup_id) wg: vec3<u32>,
 fn gelu_erf_backward(@builtin(workgroup_id) wg: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i < params.n) {
         dx[i] = dy[i] * gelu_erf_grad(x[i]);
     }
@@ -80,7 +77,7 @@ fn gelu_erf_backward(@builtin(workgroup_id) wg: vec3<u32>,
 fn relu_backward(@builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i < params.n) {
         dx[i] = select(0.0, dy[i], x[i] > 0.0);
     }

@@ -33,7 +33,7 @@ const WG: u32 = 256u;
 fn adamw(@builtin(workgroup_id) wg: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + lid;
+    let i = grid_index(wg, nwg, lid, WG);
     if (i >= params.n) {
         return;
     }

@@ -38,24 +38,11 @@ struct Params {
 
 const WG: u32 = 256u;
 
-var<workgroup> partial: array<f32, 256>;
-
-// Sums partial[0..256] into partial[0] in a fixed order; every invocation must call it.
-fn tree(lid: u32) {
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-}
-
 @compute @workgroup_size(256)
 fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let w = wg.y * nwg.x + wg.x;
+    let w = workgroup_index(wg, nwg);
     if (w >= params.count) {
         return;
     }
@@ -66,10 +53,9 @@ fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>,
         let g = src[i];
         acc = acc + g * g;
     }
-    partial[lid] = acc;
-    tree(lid);
+    let sum = tree_sum(lid, acc, WG);
     if (lid == 0u) {
-        dst[w] = partial[0];
+        dst[w] = sum;
     }
 }
 
@@ -79,10 +65,9 @@ fn finish_norm(@builtin(local_invocation_index) lid: u32) {
     for (var i = lid; i < params.count; i = i + WG) {
         acc = acc + src[i];
     }
-    partial[lid] = acc;
-    tree(lid);
+    let sum = tree_sum(lid, acc, WG);
     if (lid == 0u) {
-        let norm = sqrt(partial[0]);
+        let norm = sqrt(sum);
         dst[0] = norm;
         var factor = 1.0;
         if (params.clip != 0u) {
@@ -96,7 +81,7 @@ fn finish_norm(@builtin(local_invocation_index) lid: u32) {
 fn adamw_arena(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + lid;
+    let i = grid_index(wg, nwg, lid, WG);
     if (i >= params.n) {
         return;
     }

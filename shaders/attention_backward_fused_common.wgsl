@@ -1,6 +1,6 @@
 // Shared by the fused attention backward kernels (prepended to attention_backward_fused_prep,
-// _kv and _q by src/ops/attention/backward_fused.rs): the parameters, the causal mask, the work-item
-// decoding and two small helpers.
+// _kv and _q, after grid.wgsl, by src/gpu/shaders.rs; _kv and _q also take attention_tile.wgsl):
+// the parameters, the causal mask and small helpers.
 //
 // The backward of out = softmax(scale q kᵀ, masked) v, FlashAttention-2 style: the pattern is
 // recomputed block by block from each query's log-sum-exp (lse = m + ln l from the forward's row
@@ -79,14 +79,6 @@ fn visible4(i0: u32) -> vec4<u32> {
     return vec4<u32>(visible(i0), visible(i0 + 1u), visible(i0 + 2u), visible(i0 + 3u));
 }
 
-fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
-
-// One vector's dot products with 4 others.
-fn dots(x: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(dot(x, a), dot(x, b), dot(x, c), dot(x, d));
-}
 
 // w.x a + w.y b + w.z c + w.w d.
 fn combine(w: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {

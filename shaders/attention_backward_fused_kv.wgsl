@@ -46,7 +46,7 @@ fn write_v(a: u32, base: u32) {
 fn dkdv(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }
@@ -86,14 +86,7 @@ fn dkdv(@builtin(workgroup_id) wg: vec3<u32>,
         let zl = b * params.gz_b + h * params.gz_h + lo * params.gz_i;
         let zh = b * params.gz_b + h * params.gz_h + hi * params.gz_i;
         // s and dp of key r against the low and the high 4 queries.
-        var s0l = vec4<f32>(0.0);
-        var s0h = vec4<f32>(0.0);
-        var s1l = vec4<f32>(0.0);
-        var s1h = vec4<f32>(0.0);
-        var s2l = vec4<f32>(0.0);
-        var s2h = vec4<f32>(0.0);
-        var s3l = vec4<f32>(0.0);
-        var s3h = vec4<f32>(0.0);
+        var sc = Block();
         for (var c = 0u; c < params.d4; c++) {
             let x0 = q[ql.x + c];
             let x1 = q[ql.y + c];
@@ -107,23 +100,10 @@ fn dkdv(@builtin(workgroup_id) wg: vec3<u32>,
             let y1 = k[kr.y + c];
             let y2 = k[kr.z + c];
             let y3 = k[kr.w + c];
-            s0l += dots(y0, x0, x1, x2, x3);
-            s0h += dots(y0, x4, x5, x6, x7);
-            s1l += dots(y1, x0, x1, x2, x3);
-            s1h += dots(y1, x4, x5, x6, x7);
-            s2l += dots(y2, x0, x1, x2, x3);
-            s2h += dots(y2, x4, x5, x6, x7);
-            s3l += dots(y3, x0, x1, x2, x3);
-            s3h += dots(y3, x4, x5, x6, x7);
+            sc = block_step(sc, y0, y1, y2, y3,
+                                x0, x1, x2, x3, x4, x5, x6, x7);
         }
-        var d0l = vec4<f32>(0.0);
-        var d0h = vec4<f32>(0.0);
-        var d1l = vec4<f32>(0.0);
-        var d1h = vec4<f32>(0.0);
-        var d2l = vec4<f32>(0.0);
-        var d2h = vec4<f32>(0.0);
-        var d3l = vec4<f32>(0.0);
-        var d3h = vec4<f32>(0.0);
+        var dp = Block();
         for (var c = 0u; c < params.dv4; c++) {
             let z0 = gz[zl.x + c];
             let z1 = gz[zl.y + c];
@@ -137,14 +117,8 @@ fn dkdv(@builtin(workgroup_id) wg: vec3<u32>,
             let y1 = v[vr.y + c];
             let y2 = v[vr.z + c];
             let y3 = v[vr.w + c];
-            d0l += dots(y0, z0, z1, z2, z3);
-            d0h += dots(y0, z4, z5, z6, z7);
-            d1l += dots(y1, z0, z1, z2, z3);
-            d1h += dots(y1, z4, z5, z6, z7);
-            d2l += dots(y2, z0, z1, z2, z3);
-            d2h += dots(y2, z4, z5, z6, z7);
-            d3l += dots(y3, z0, z1, z2, z3);
-            d3h += dots(y3, z4, z5, z6, z7);
+            dp = block_step(dp, y0, y1, y2, y3,
+                                z0, z1, z2, z3, z4, z5, z6, z7);
         }
         let tl = bh * params.tiles_q + i0 / 4u;
         let th = bh * params.tiles_q + min(i0 / 4u + 1u, last_tile);
@@ -162,22 +136,22 @@ fn dkdv(@builtin(workgroup_id) wg: vec3<u32>,
         let m2h = vec4<u32>(j0 + 2u) < vh;
         let m3l = vec4<u32>(j0 + 3u) < vl;
         let m3h = vec4<u32>(j0 + 3u) < vh;
-        let p0l = pattern(s0l, lse_l, m0l);
-        let p0h = pattern(s0h, lse_h, m0h);
-        let p1l = pattern(s1l, lse_l, m1l);
-        let p1h = pattern(s1h, lse_h, m1h);
-        let p2l = pattern(s2l, lse_l, m2l);
-        let p2h = pattern(s2h, lse_h, m2h);
-        let p3l = pattern(s3l, lse_l, m3l);
-        let p3h = pattern(s3h, lse_h, m3h);
-        let t0l = grad_score(p0l, d0l, dl, m0l);
-        let t0h = grad_score(p0h, d0h, dh, m0h);
-        let t1l = grad_score(p1l, d1l, dl, m1l);
-        let t1h = grad_score(p1h, d1h, dh, m1h);
-        let t2l = grad_score(p2l, d2l, dl, m2l);
-        let t2h = grad_score(p2h, d2h, dh, m2h);
-        let t3l = grad_score(p3l, d3l, dl, m3l);
-        let t3h = grad_score(p3h, d3h, dh, m3h);
+        let p0l = pattern(sc.r0l, lse_l, m0l);
+        let p0h = pattern(sc.r0h, lse_h, m0h);
+        let p1l = pattern(sc.r1l, lse_l, m1l);
+        let p1h = pattern(sc.r1h, lse_h, m1h);
+        let p2l = pattern(sc.r2l, lse_l, m2l);
+        let p2h = pattern(sc.r2h, lse_h, m2h);
+        let p3l = pattern(sc.r3l, lse_l, m3l);
+        let p3h = pattern(sc.r3h, lse_h, m3h);
+        let t0l = grad_score(p0l, dp.r0l, dl, m0l);
+        let t0h = grad_score(p0h, dp.r0h, dh, m0h);
+        let t1l = grad_score(p1l, dp.r1l, dl, m1l);
+        let t1h = grad_score(p1h, dp.r1h, dh, m1h);
+        let t2l = grad_score(p2l, dp.r2l, dl, m2l);
+        let t2h = grad_score(p2h, dp.r2h, dh, m2h);
+        let t3l = grad_score(p3l, dp.r3l, dl, m3l);
+        let t3h = grad_score(p3h, dp.r3h, dh, m3h);
         for (var c = 0u; c < params.dv4; c++) {
             let z0 = gz[zl.x + c];
             let z1 = gz[zl.y + c];

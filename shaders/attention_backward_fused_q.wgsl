@@ -20,7 +20,7 @@
 fn dq(@builtin(workgroup_id) wg: vec3<u32>,
       @builtin(num_workgroups) nwg: vec3<u32>,
       @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }
@@ -61,44 +61,8 @@ fn dq(@builtin(workgroup_id) wg: vec3<u32>,
         let vl = vb + min(jl, last_j) * params.v_j;
         let vh = vb + min(jh, last_j) * params.v_j;
         // s and dp of query r against the low and the high 4 keys.
-        var s0l = vec4<f32>(0.0);
-        var s0h = vec4<f32>(0.0);
-        var s1l = vec4<f32>(0.0);
-        var s1h = vec4<f32>(0.0);
-        var s2l = vec4<f32>(0.0);
-        var s2h = vec4<f32>(0.0);
-        var s3l = vec4<f32>(0.0);
-        var s3h = vec4<f32>(0.0);
-        for (var c = 0u; c < d4; c++) {
-            let y0 = k[kl.x + c];
-            let y1 = k[kl.y + c];
-            let y2 = k[kl.z + c];
-            let y3 = k[kl.w + c];
-            let y4 = k[kh.x + c];
-            let y5 = k[kh.y + c];
-            let y6 = k[kh.z + c];
-            let y7 = k[kh.w + c];
-            let x0 = q[qr.x + c];
-            let x1 = q[qr.y + c];
-            let x2 = q[qr.z + c];
-            let x3 = q[qr.w + c];
-            s0l += dots(x0, y0, y1, y2, y3);
-            s0h += dots(x0, y4, y5, y6, y7);
-            s1l += dots(x1, y0, y1, y2, y3);
-            s1h += dots(x1, y4, y5, y6, y7);
-            s2l += dots(x2, y0, y1, y2, y3);
-            s2h += dots(x2, y4, y5, y6, y7);
-            s3l += dots(x3, y0, y1, y2, y3);
-            s3h += dots(x3, y4, y5, y6, y7);
-        }
-        var d0l = vec4<f32>(0.0);
-        var d0h = vec4<f32>(0.0);
-        var d1l = vec4<f32>(0.0);
-        var d1h = vec4<f32>(0.0);
-        var d2l = vec4<f32>(0.0);
-        var d2h = vec4<f32>(0.0);
-        var d3l = vec4<f32>(0.0);
-        var d3h = vec4<f32>(0.0);
+        let sc = qk_block(qr, kl, kh);
+        var dp = Block();
         for (var c = 0u; c < params.dv4; c++) {
             let y0 = v[vl.x + c];
             let y1 = v[vl.y + c];
@@ -112,14 +76,8 @@ fn dq(@builtin(workgroup_id) wg: vec3<u32>,
             let z1 = gz[zr.y + c];
             let z2 = gz[zr.z + c];
             let z3 = gz[zr.w + c];
-            d0l += dots(z0, y0, y1, y2, y3);
-            d0h += dots(z0, y4, y5, y6, y7);
-            d1l += dots(z1, y0, y1, y2, y3);
-            d1h += dots(z1, y4, y5, y6, y7);
-            d2l += dots(z2, y0, y1, y2, y3);
-            d2h += dots(z2, y4, y5, y6, y7);
-            d3l += dots(z3, y0, y1, y2, y3);
-            d3h += dots(z3, y4, y5, y6, y7);
+            dp = block_step(dp, z0, z1, z2, z3,
+                                y0, y1, y2, y3, y4, y5, y6, y7);
         }
         let m0l = jl < vec4<u32>(vis.x);
         let m0h = jh < vec4<u32>(vis.x);
@@ -129,14 +87,14 @@ fn dq(@builtin(workgroup_id) wg: vec3<u32>,
         let m2h = jh < vec4<u32>(vis.z);
         let m3l = jl < vec4<u32>(vis.w);
         let m3h = jh < vec4<u32>(vis.w);
-        let t0l = grad_score(pattern(s0l, vec4<f32>(lse.x), m0l), d0l, vec4<f32>(delta.x), m0l);
-        let t0h = grad_score(pattern(s0h, vec4<f32>(lse.x), m0h), d0h, vec4<f32>(delta.x), m0h);
-        let t1l = grad_score(pattern(s1l, vec4<f32>(lse.y), m1l), d1l, vec4<f32>(delta.y), m1l);
-        let t1h = grad_score(pattern(s1h, vec4<f32>(lse.y), m1h), d1h, vec4<f32>(delta.y), m1h);
-        let t2l = grad_score(pattern(s2l, vec4<f32>(lse.z), m2l), d2l, vec4<f32>(delta.z), m2l);
-        let t2h = grad_score(pattern(s2h, vec4<f32>(lse.z), m2h), d2h, vec4<f32>(delta.z), m2h);
-        let t3l = grad_score(pattern(s3l, vec4<f32>(lse.w), m3l), d3l, vec4<f32>(delta.w), m3l);
-        let t3h = grad_score(pattern(s3h, vec4<f32>(lse.w), m3h), d3h, vec4<f32>(delta.w), m3h);
+        let t0l = grad_score(pattern(sc.r0l, vec4<f32>(lse.x), m0l), dp.r0l, vec4<f32>(delta.x), m0l);
+        let t0h = grad_score(pattern(sc.r0h, vec4<f32>(lse.x), m0h), dp.r0h, vec4<f32>(delta.x), m0h);
+        let t1l = grad_score(pattern(sc.r1l, vec4<f32>(lse.y), m1l), dp.r1l, vec4<f32>(delta.y), m1l);
+        let t1h = grad_score(pattern(sc.r1h, vec4<f32>(lse.y), m1h), dp.r1h, vec4<f32>(delta.y), m1h);
+        let t2l = grad_score(pattern(sc.r2l, vec4<f32>(lse.z), m2l), dp.r2l, vec4<f32>(delta.z), m2l);
+        let t2h = grad_score(pattern(sc.r2h, vec4<f32>(lse.z), m2h), dp.r2h, vec4<f32>(delta.z), m2h);
+        let t3l = grad_score(pattern(sc.r3l, vec4<f32>(lse.w), m3l), dp.r3l, vec4<f32>(delta.w), m3l);
+        let t3h = grad_score(pattern(sc.r3h, vec4<f32>(lse.w), m3h), dp.r3h, vec4<f32>(delta.w), m3h);
         for (var c = 0u; c < d4; c++) {
             let y0 = k[kl.x + c];
             let y1 = k[kl.y + c];

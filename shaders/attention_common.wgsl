@@ -1,6 +1,7 @@
 // Shared by every attention kernel (prepended to attention_scores, attention_softmax,
-// attention_pv and attention_fused by src/ops/attention.rs): the parameters, the causal mask and
-// the work-item decoding.
+// attention_pv, attention_fused and attention_pack, after grid.wgsl, by src/gpu/shaders.rs;
+// attention_scores and attention_fused also take attention_tile.wgsl): the parameters, the causal
+// mask and the work-item decoding.
 //
 // q, k, v and out are addressed as [B, H, rows, cols] through strides for batch, head and row,
 // with contiguous columns. The attention op passes the strides of contiguous [B, H, S, D]
@@ -81,9 +82,6 @@ fn tile_of(g: u32, rows_per_tile: u32) -> Tile {
     return Tile(bh / params.heads, bh % params.heads, bh, it * rows_per_tile, jt);
 }
 
-fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
 
 // NaN tests from the bits: a compiler that assumes finite math may drop `x != x`, but not an
 // integer comparison.

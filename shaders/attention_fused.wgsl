@@ -31,11 +31,6 @@
 @group(0) @binding(5) var<storage, read_write> acc: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> stats: array<vec4<f32>>;   // per tile: m, l
 
-// One query's scores against 4 keys.
-fn dots(x: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(dot(x, a), dot(x, b), dot(x, c), dot(x, d));
-}
-
 // Scaled scores, or LOWEST where masked (so that they never raise the maximum).
 fn scaled(s: vec4<f32>, vis: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(LOWEST), params.scale * s, vis);
@@ -72,7 +67,7 @@ fn update(acc: vec4<f32>, c: f32, lo: vec4<f32>, hi: vec4<f32>, ml: vec4<bool>, 
 fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }
@@ -102,36 +97,7 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         let hi = lo + vec4<u32>(4u);
         let kl = kbase + min(lo, last_j) * params.k_j;
         let kh = kbase + min(hi, last_j) * params.k_j;
-        var s0l = vec4<f32>(0.0);
-        var s0h = vec4<f32>(0.0);
-        var s1l = vec4<f32>(0.0);
-        var s1h = vec4<f32>(0.0);
-        var s2l = vec4<f32>(0.0);
-        var s2h = vec4<f32>(0.0);
-        var s3l = vec4<f32>(0.0);
-        var s3h = vec4<f32>(0.0);
-        for (var d = 0u; d < params.d4; d++) {
-            let k0 = k[kl.x + d];
-            let k1 = k[kl.y + d];
-            let k2 = k[kl.z + d];
-            let k3 = k[kl.w + d];
-            let k4 = k[kh.x + d];
-            let k5 = k[kh.y + d];
-            let k6 = k[kh.z + d];
-            let k7 = k[kh.w + d];
-            let q0 = q[qr.x + d];
-            let q1 = q[qr.y + d];
-            let q2 = q[qr.z + d];
-            let q3 = q[qr.w + d];
-            s0l += dots(q0, k0, k1, k2, k3);
-            s0h += dots(q0, k4, k5, k6, k7);
-            s1l += dots(q1, k0, k1, k2, k3);
-            s1h += dots(q1, k4, k5, k6, k7);
-            s2l += dots(q2, k0, k1, k2, k3);
-            s2h += dots(q2, k4, k5, k6, k7);
-            s3l += dots(q3, k0, k1, k2, k3);
-            s3h += dots(q3, k4, k5, k6, k7);
-        }
+        var sc = qk_block(qr, kl, kh);
         let v0l = lo < vec4<u32>(seen.x);
         let v0h = hi < vec4<u32>(seen.x);
         let v1l = lo < vec4<u32>(seen.y);
@@ -140,24 +106,24 @@ fn attention_fused(@builtin(workgroup_id) wg: vec3<u32>,
         let v2h = hi < vec4<u32>(seen.z);
         let v3l = lo < vec4<u32>(seen.w);
         let v3h = hi < vec4<u32>(seen.w);
-        s0l = scaled(s0l, v0l);
-        s0h = scaled(s0h, v0h);
-        s1l = scaled(s1l, v1l);
-        s1h = scaled(s1h, v1h);
-        s2l = scaled(s2l, v2l);
-        s2h = scaled(s2h, v2h);
-        s3l = scaled(s3l, v3l);
-        s3h = scaled(s3h, v3h);
-        let m_new = max(m, vec4<f32>(hmax(s0l, s0h), hmax(s1l, s1h), hmax(s2l, s2h), hmax(s3l, s3h)));
+        sc.r0l = scaled(sc.r0l, v0l);
+        sc.r0h = scaled(sc.r0h, v0h);
+        sc.r1l = scaled(sc.r1l, v1l);
+        sc.r1h = scaled(sc.r1h, v1h);
+        sc.r2l = scaled(sc.r2l, v2l);
+        sc.r2h = scaled(sc.r2h, v2h);
+        sc.r3l = scaled(sc.r3l, v3l);
+        sc.r3h = scaled(sc.r3h, v3h);
+        let m_new = max(m, vec4<f32>(hmax(sc.r0l, sc.r0h), hmax(sc.r1l, sc.r1h), hmax(sc.r2l, sc.r2h), hmax(sc.r3l, sc.r3h)));
         let c = exp(m - m_new);
-        let p0l = weights(s0l, m_new.x, v0l);
-        let p0h = weights(s0h, m_new.x, v0h);
-        let p1l = weights(s1l, m_new.y, v1l);
-        let p1h = weights(s1h, m_new.y, v1h);
-        let p2l = weights(s2l, m_new.z, v2l);
-        let p2h = weights(s2h, m_new.z, v2h);
-        let p3l = weights(s3l, m_new.w, v3l);
-        let p3h = weights(s3h, m_new.w, v3h);
+        let p0l = weights(sc.r0l, m_new.x, v0l);
+        let p0h = weights(sc.r0h, m_new.x, v0h);
+        let p1l = weights(sc.r1l, m_new.y, v1l);
+        let p1h = weights(sc.r1h, m_new.y, v1h);
+        let p2l = weights(sc.r2l, m_new.z, v2l);
+        let p2h = weights(sc.r2h, m_new.z, v2h);
+        let p3l = weights(sc.r3l, m_new.w, v3l);
+        let p3h = weights(sc.r3h, m_new.w, v3h);
         l = c * l + vec4<f32>(hsum(p0l, p0h), hsum(p1l, p1h), hsum(p2l, p2h), hsum(p3l, p3h));
         m = m_new;
 

@@ -25,7 +25,7 @@ fn store(r: u32, c4: u32, valid: bool, value: vec4<f32>) {
 fn project4(@builtin(workgroup_id) wg: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }

@@ -1,5 +1,5 @@
-// Shared by attention_project and attention_project_scalar (prepended by
-// src/ops/attention_layer.rs): per-head projections of an attention layer,
+// Shared by attention_project and attention_project_scalar (prepended, after grid.wgsl, by
+// src/gpu/shaders.rs): per-head projections of an attention layer,
 //     out[r, h * d_head + d] = sum_m x[r, m] * w[h, m, d] + b[h, d],
 // for x [rows, inner], w [heads, inner, d_head], b [heads, d_head] and out [rows, heads * d_head].
 // With x = the residual stream [B*S, d_model] this writes q, k or v directly in TransformerLens's
@@ -26,6 +26,3 @@ struct Params {
 
 const WG: u32 = 64u;
 
-fn invocation(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}

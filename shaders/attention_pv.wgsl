@@ -33,7 +33,7 @@ fn store_row(base: u32, i: u32, e0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 fn pattern_v(@builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }

@@ -28,15 +28,11 @@ fn store_row(base: u32, i: u32, j0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     }
 }
 
-fn dots(x: vec4<f32>, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> vec4<f32> {
-    return vec4<f32>(dot(x, a), dot(x, b), dot(x, c), dot(x, d));
-}
-
 @compute @workgroup_size(64)
 fn scores_kernel(@builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let g = invocation(wg, nwg, li);
+    let g = grid_index(wg, nwg, li, WG);
     if (g >= params.count) {
         return;
     }
@@ -49,42 +45,14 @@ fn scores_kernel(@builtin(workgroup_id) wg: vec3<u32>,
     let kl = kbase + min(vec4<u32>(j0) + step, last_j) * params.k_j;
     let kh = kbase + min(vec4<u32>(j0 + 4u) + step, last_j) * params.k_j;
 
-    var s0l = vec4<f32>(0.0);
-    var s0h = vec4<f32>(0.0);
-    var s1l = vec4<f32>(0.0);
-    var s1h = vec4<f32>(0.0);
-    var s2l = vec4<f32>(0.0);
-    var s2h = vec4<f32>(0.0);
-    var s3l = vec4<f32>(0.0);
-    var s3h = vec4<f32>(0.0);
+    var sc = Block();
     // The tile's last row sees the most keys (visibility never decreases with i).
     if (j0 < visible(min(t.i0 + 3u, params.sq - 1u))) {
-        for (var d = 0u; d < params.d4; d++) {
-            let k0 = k[kl.x + d];
-            let k1 = k[kl.y + d];
-            let k2 = k[kl.z + d];
-            let k3 = k[kl.w + d];
-            let k4 = k[kh.x + d];
-            let k5 = k[kh.y + d];
-            let k6 = k[kh.z + d];
-            let k7 = k[kh.w + d];
-            let q0 = q[qr.x + d];
-            let q1 = q[qr.y + d];
-            let q2 = q[qr.z + d];
-            let q3 = q[qr.w + d];
-            s0l += dots(q0, k0, k1, k2, k3);
-            s0h += dots(q0, k4, k5, k6, k7);
-            s1l += dots(q1, k0, k1, k2, k3);
-            s1h += dots(q1, k4, k5, k6, k7);
-            s2l += dots(q2, k0, k1, k2, k3);
-            s2h += dots(q2, k4, k5, k6, k7);
-            s3l += dots(q3, k0, k1, k2, k3);
-            s3h += dots(q3, k4, k5, k6, k7);
-        }
+        sc = qk_block(qr, kl, kh);
     }
     let base = t.bh * params.sq * params.sk;
-    store_row(base, t.i0, j0, s0l, s0h);
-    store_row(base, t.i0 + 1u, j0, s1l, s1h);
-    store_row(base, t.i0 + 2u, j0, s2l, s2h);
-    store_row(base, t.i0 + 3u, j0, s3l, s3h);
+    store_row(base, t.i0, j0, sc.r0l, sc.r0h);
+    store_row(base, t.i0 + 1u, j0, sc.r1l, sc.r1h);
+    store_row(base, t.i0 + 2u, j0, sc.r2l, sc.r2h);
+    store_row(base, t.i0 + 3u, j0, sc.r3l, sc.r3h);
 }

@@ -1,7 +1,7 @@
 // Cross-entropy over the positions that have a target, and its gradient with respect to the
 // logits (SPEC's Gradients): one workgroup of 64 invocations per row of logits.
 //
-// Per row: m = max(x), s = sum exp(x - m) (fixed-order tree reductions in workgroup memory, so
+// Per row: m = max(x), s = sum exp(x - m) (reduce_tree.wgsl's fixed-order tree reductions, so
 // the same bits on every run), row_loss = (m - x[t]) + log(s) (log-sum-exp shifted by the row
 // maximum; never log(softmax)), dlogits = (exp(x - m) / s - onehot(t)) * params.value, where
 // params.value is 1 / (number of counted positions). A row whose target is negative gets loss 0
@@ -28,13 +28,12 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> row_loss: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let row = wg.y * nwg.x + wg.x;
+    let row = workgroup_index(wg, nwg);
     if (row >= params.rows) {
         return;
     }
@@ -44,29 +43,12 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>,
     for (var j = li; j < v; j += WG) {
         m = max(m, logits[base + j]);
     }
-    red[li] = m;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step = step / 2u) {
-        if (li < step) {
-            red[li] = max(red[li], red[li + step]);
-        }
-        workgroupBarrier();
-    }
-    m = red[0];
-    workgroupBarrier();
+    m = tree_max(li, m, WG);
     var s = 0.0;
     for (var j = li; j < v; j += WG) {
         s += exp(logits[base + j] - m);
     }
-    red[li] = s;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step = step / 2u) {
-        if (li < step) {
-            red[li] = red[li] + red[li + step];
-        }
-        workgroupBarrier();
-    }
-    s = red[0];
+    s = tree_sum(li, s, WG);
     let t = targets[row];
     let counted = t >= 0;
     for (var j = li; j < v; j += WG) {
@@ -87,7 +69,7 @@ fn cross_entropy(@builtin(workgroup_id) wg: vec3<u32>,
 fn cross_entropy_short(@builtin(workgroup_id) wg: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
-    let row = (wg.y * nwg.x + wg.x) * 256u + li;
+    let row = grid_index(wg, nwg, li, 256u);
     if (row >= params.rows) {
         return;
     }

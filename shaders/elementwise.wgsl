@@ -36,15 +36,12 @@ struct Params {
 const WG: u32 = 256u;
 const ALL: u32 = 0xffffffffu;
 
-fn index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
 
 @compute @workgroup_size(256)
 fn add(@builtin(workgroup_id) wg: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }
@@ -55,7 +52,7 @@ fn add(@builtin(workgroup_id) wg: vec3<u32>,
 fn columns(@builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }
@@ -77,7 +74,7 @@ fn columns(@builtin(workgroup_id) wg: vec3<u32>,
 fn rescale(@builtin(workgroup_id) wg: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }
@@ -89,7 +86,7 @@ fn rescale(@builtin(workgroup_id) wg: vec3<u32>,
 fn intervene(@builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = index(wg, nwg, li);
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }

@@ -39,7 +39,7 @@ fn erfc_approx(z: f32) -> f32 {
 fn gelu_tanh(@builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }
@@ -52,7 +52,7 @@ fn gelu_tanh(@builtin(workgroup_id) wg: vec3<u32>,
 fn gelu_erf(@builtin(workgroup_id) wg: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }

@@ -27,7 +27,7 @@ struct Params {
 fn grokfast_arena(@builtin(workgroup_id) wg: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let i = (wg.y * nwg.x + wg.x) * 256u + lid;
+    let i = grid_index(wg, nwg, lid, 256u);
     if (i >= params.n) {
         return;
     }

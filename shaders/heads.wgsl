@@ -36,15 +36,12 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-fn index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
 
 @compute @workgroup_size(256)
 fn repeat_heads(@builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let o = index(wg, nwg, li);
+    let o = grid_index(wg, nwg, li, WG);
     if (o >= params.n) {
         return;
     }
@@ -58,7 +55,7 @@ fn repeat_heads(@builtin(workgroup_id) wg: vec3<u32>,
 fn project_heads(@builtin(workgroup_id) wg: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let o = index(wg, nwg, li);
+    let o = grid_index(wg, nwg, li, WG);
     if (o >= params.n) {
         return;
     }
@@ -82,7 +79,7 @@ fn project_heads(@builtin(workgroup_id) wg: vec3<u32>,
 fn sum_heads(@builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let o = index(wg, nwg, li);
+    let o = grid_index(wg, nwg, li, WG);
     if (o >= params.n) {
         return;
     }

@@ -56,15 +56,9 @@ const SCALE: u32 = 2u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> scale: array<f32>;
 
-// Workgroup sizes are override constants that the host picks per adapter (see the Rust op):
-// ROWS_WG rows per workgroup on the invocation path, WIDE_WG invocations per row on the
-// workgroup path (a power of two, at most MAX_WIDE_WG), whose partials reduce in two levels:
-// WIDE_WG / GROUP invocations each combine GROUP partials, then one combines those.
+// ROWS_WG rows per workgroup on the invocation path, an override constant that the host picks per
+// adapter (see the Rust op); the workgroup path's sizes are reduce_rows.wgsl's.
 override ROWS_WG: u32 = 64u;
-override WIDE_WG: u32 = 256u;
-override GROUP: u32 = 16u;
-const MAX_WIDE_WG: u32 = 256u;
-const MAX_GROUPS: u32 = 64u;
 
 // The row's power-of-two scale k (see Numerics) and its exponent.
 var<private> row_k: f32 = 1.0;
@@ -147,15 +141,16 @@ fn sq(v: f32) -> f32 {
     return v * v;
 }
 
-// Chan, Golub and LeVeque's merge of two sets' statistics.
-fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+// Chan, Golub and LeVeque's merge of two sets' statistics (count, mean, M2 in x, y, z), for
+// reduce_rows.wgsl's reduce_row.
+fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     let count = a.x + b.x;
     if (b.x == 0.0) {
         return a;
     }
     let fraction = b.x / count;
     let delta = b.y - a.y;
-    return vec3<f32>(count, a.y + delta * fraction, a.z + b.z + delta * delta * a.x * fraction);
+    return vec4<f32>(count, a.y + delta * fraction, a.z + b.z + delta * delta * a.x * fraction, 0.0);
 }
 
 // Writes output element i of the row at base.
@@ -216,7 +211,7 @@ fn shift_of(base: u32) -> f32 {
 fn layer_norm_rows(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let row = (wg.y * nwg.x + wg.x) * ROWS_WG + li;
+    let row = grid_index(wg, nwg, li, ROWS_WG);
     if (row >= params.rows) {
         return;
     }
@@ -226,50 +221,17 @@ fn layer_norm_rows(@builtin(workgroup_id) wg: vec3<u32>,
     write_row(row, base, shift, stats_of(base, shift, 0u, 1u), 0u, 1u);
 }
 
-var<workgroup> partial: array<vec3<f32>, MAX_WIDE_WG>;
-var<workgroup> middle: array<vec3<f32>, MAX_GROUPS>;
-var<workgroup> total: vec3<f32>;
-
 @compute @workgroup_size(WIDE_WG)
 fn layer_norm_wide(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let row = wg.y * nwg.x + wg.x;
+    let row = workgroup_index(wg, nwg);
     if (row >= params.rows) {
         return; // uniform across the workgroup, so the barriers below stay in uniform control flow
     }
     let base = row * params.n;
-    // The row's largest magnitude: each invocation's, then invocation 0's maximum of them all.
-    partial[li] = vec3<f32>(amax_of(base, li, WIDE_WG), 0.0, 0.0);
-    workgroupBarrier();
-    if (li == 0u) {
-        var m = 0.0;
-        for (var j = 0u; j < WIDE_WG; j++) {
-            m = max(m, partial[j].x);
-        }
-        total = vec3<f32>(m, 0.0, 0.0);
-    }
-    workgroupBarrier();
-    set_scale(total.x);
+    set_scale(reduce_row_amax(li, amax_of(base, li, WIDE_WG)));
     let shift = shift_of(base);
-    partial[li] = stats_of(base, shift, li, WIDE_WG);
-    workgroupBarrier();
-    let groups = WIDE_WG / GROUP;
-    if (li < groups) {
-        var acc = partial[li * GROUP];
-        for (var j = 1u; j < GROUP; j++) {
-            acc = merge(acc, partial[li * GROUP + j]);
-        }
-        middle[li] = acc;
-    }
-    workgroupBarrier();
-    if (li == 0u) {
-        var acc = middle[0];
-        for (var j = 1u; j < groups; j++) {
-            acc = merge(acc, middle[j]);
-        }
-        total = acc;
-    }
-    workgroupBarrier();
-    write_row(row, base, shift, total, li, WIDE_WG);
+    let st = reduce_row(li, vec4<f32>(stats_of(base, shift, li, WIDE_WG), 0.0));
+    write_row(row, base, shift, st.xyz, li, WIDE_WG);
 }

@@ -34,7 +34,7 @@ const WG: u32 = 64u;
 fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
-    let row = (wg.y * nwg.x + wg.x) * WG + li;
+    let row = grid_index(wg, nwg, li, WG);
     if (row >= params.rows) {
         return;
     }

@@ -35,9 +35,6 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read_write> scale: array<f32>;
 
-fn row_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
-    return (wg.y * nwg.x + wg.x) * WG + li;
-}
 
 // The largest magnitude of the row at base.
 fn amax(base: u32) -> f32 {
@@ -79,7 +76,7 @@ fn sq(v: f32) -> f32 {
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let row = row_index(wg, nwg, li);
+    let row = grid_index(wg, nwg, li, WG);
     if (row >= params.rows) {
         return;
     }
@@ -126,7 +123,7 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>,
 fn solu(@builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let row = row_index(wg, nwg, li);
+    let row = grid_index(wg, nwg, li, WG);
     if (row >= params.rows || params.n == 0u) {
         return;
     }

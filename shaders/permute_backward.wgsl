@@ -26,7 +26,7 @@ const WG: u32 = 256u;
 fn swap_axes(@builtin(workgroup_id) wg: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }

@@ -27,13 +27,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn column_sum(@builtin(workgroup_id) wg: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let i = (wg.y * nwg.x + wg.x) * WG + li;
+    let i = grid_index(wg, nwg, li, WG);
     if (i >= params.n) {
         return;
     }
@@ -65,16 +64,9 @@ fn total(@builtin(local_invocation_index) li: u32) {
     for (var j = li; j < params.n; j += WG) {
         s += x[j];
     }
-    red[li] = s;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step = step / 2u) {
-        if (li < step) {
-            red[li] = red[li] + red[li + step];
-        }
-        workgroupBarrier();
-    }
+    let sum = tree_sum(li, s, WG);
     if (li == 0u) {
-        var t = red[0] * params.value;
+        var t = sum * params.value;
         if ((params.flags & 2u) != 0u) {
             t += out[0];
         }

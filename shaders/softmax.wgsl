@@ -44,25 +44,19 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const LOWEST: f32 = -3.4028234663852886e38;
-// Workgroup sizes are override constants that the host picks per adapter (see the Rust op):
-// ROWS_WG rows per workgroup on the invocation path, WIDE_WG invocations per row on the
-// workgroup path (a power of two, at most MAX_WIDE_WG), whose partials reduce in two levels:
-// WIDE_WG / GROUP invocations each combine GROUP partials, then one combines those.
+// ROWS_WG rows per workgroup on the invocation path, an override constant that the host picks per
+// adapter (see the Rust op); the workgroup path's sizes are reduce_rows.wgsl's.
 override ROWS_WG: u32 = 64u;
-override WIDE_WG: u32 = 256u;
-override GROUP: u32 = 16u;
-const MAX_WIDE_WG: u32 = 256u;
-const MAX_GROUPS: u32 = 64u;
 
 // exp(d) for d <= 0, exactly 0 for d <= -88 (including d = -inf), NaN for NaN.
 fn exp_or_zero(d: f32) -> f32 {
     return select(exp(d), 0.0, d <= -88.0);
 }
 
-// Combines two (max, sum) pairs.
-fn combine(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+// Combines two (max, sum) pairs (in x and y), for reduce_rows.wgsl's reduce_row.
+fn combine(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     let m = max(a.x, b.x);
-    return vec2<f32>(m, a.y * exp_or_zero(a.x - m) + b.y * exp_or_zero(b.x - m));
+    return vec4<f32>(m, a.y * exp_or_zero(a.x - m) + b.y * exp_or_zero(b.x - m), 0.0, 0.0);
 }
 
 // 1 / sum, 0 for a row with no finite entry (sum 0), NaN for a NaN sum.
@@ -143,7 +137,7 @@ fn write_row(base: u32, m: f32, inv: f32, first: u32, stride: u32) {
 fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let row = (wg.y * nwg.x + wg.x) * ROWS_WG + li;
+    let row = grid_index(wg, nwg, li, ROWS_WG);
     if (row >= params.rows) {
         return;
     }
@@ -152,38 +146,16 @@ fn softmax_rows(@builtin(workgroup_id) wg: vec3<u32>,
     write_row(base, m, inverse_sum(row_sum_exp(base, m, 0u, 1u)), 0u, 1u);
 }
 
-var<workgroup> partial: array<vec2<f32>, MAX_WIDE_WG>;
-var<workgroup> middle: array<vec2<f32>, MAX_GROUPS>;
-var<workgroup> total: vec2<f32>;
-
 @compute @workgroup_size(WIDE_WG)
 fn softmax_wide(@builtin(workgroup_id) wg: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let row = wg.y * nwg.x + wg.x;
+    let row = workgroup_index(wg, nwg);
     if (row >= params.rows) {
         return; // uniform across the workgroup, so the barriers below stay in uniform control flow
     }
     let base = row * params.n;
     let m = row_max(base, li, WIDE_WG);
-    partial[li] = vec2<f32>(m, row_sum_exp(base, m, li, WIDE_WG));
-    workgroupBarrier();
-    let groups = WIDE_WG / GROUP;
-    if (li < groups) {
-        var acc = partial[li * GROUP];
-        for (var j = 1u; j < GROUP; j++) {
-            acc = combine(acc, partial[li * GROUP + j]);
-        }
-        middle[li] = acc;
-    }
-    workgroupBarrier();
-    if (li == 0u) {
-        var acc = middle[0];
-        for (var j = 1u; j < groups; j++) {
-            acc = combine(acc, middle[j]);
-        }
-        total = acc;
-    }
-    workgroupBarrier();
-    write_row(base, total.x, inverse_sum(total.y), li, WIDE_WG);
+    let t = reduce_row(li, vec4<f32>(m, row_sum_exp(base, m, li, WIDE_WG), 0.0, 0.0));
+    write_row(base, t.x, inverse_sum(t.y), li, WIDE_WG);
 }

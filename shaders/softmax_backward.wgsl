@@ -25,7 +25,7 @@ const WG: u32 = 64u;
 fn softmax_backward(@builtin(workgroup_id) wg: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let row = (wg.y * nwg.x + wg.x) * WG + li;
+    let row = grid_index(wg, nwg, li, WG);
     if (row >= params.rows) {
         return;
     }
@@ -48,7 +48,7 @@ fn causal_mask(@builtin(workgroup_id) wg: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     _ = arrayLength(&dy); // bound (bindings are consecutive) but unused
-    let row = (wg.y * nwg.x + wg.x) * WG + li;
+    let row = grid_index(wg, nwg, li, WG);
     if (row >= params.rows) {
         return;
     }

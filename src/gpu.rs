@@ -18,6 +18,7 @@
 mod cache;
 mod kernel;
 pub mod layout;
+pub mod shaders;
 mod turn;
 
 use std::collections::HashMap;

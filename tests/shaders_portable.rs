@@ -7,35 +7,30 @@ use std::path::Path;
 use naga::back;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
-/// (file name, WGSL source as the crate compiles it) for every shader.
-///
-/// WGSL has no includes: a file `<prefix>_common.wgsl` holds declarations that the crate prepends
-/// to each `<prefix>*.wgsl` (the longest matching prefix wins), so it is checked as part of them.
+/// (kernel name, WGSL source as the crate compiles it) for every kernel, from the crate's one
+/// table of shaders (WGSL has no includes: shared pieces are prepended, see `gpu::shaders`).
 fn shaders() -> Vec<(String, String)> {
+    shaderlens::gpu::shaders::ALL.iter().map(|s| (format!("{}.wgsl", s.name), s.source.to_string())).collect()
+}
+
+/// Every file in `shaders/` is compiled: it is a kernel of the table, or a piece that some
+/// kernel's assembled source contains.
+#[test]
+fn every_wgsl_file_is_compiled() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("shaders/ is readable")
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no shaders found in {}", dir.display());
-    let commons: Vec<(String, String)> = files
-        .iter()
-        .filter_map(|(name, src)| name.strip_suffix("_common.wgsl").map(|prefix| (prefix.to_string(), src.clone())))
-        .collect();
-    files
-        .into_iter()
-        .filter(|(name, _)| !name.ends_with("_common.wgsl"))
-        .map(|(name, src)| {
-            let common = commons.iter().filter(|(prefix, _)| name.starts_with(prefix.as_str())).max_by_key(|(prefix, _)| prefix.len());
-            match common {
-                Some((_, common)) => (name, format!("{common}{src}")),
-                None => (name, src),
-            }
-        })
-        .collect()
+    let all = shaderlens::gpu::shaders::ALL;
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("shaders/ is readable") {
+        let path = entry.expect("directory entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|x| x == "wgsl")) else {
+            continue;
+        };
+        count += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let used = all.iter().any(|s| s.name == stem) || all.iter().any(|s| s.source.contains(text.as_str()));
+        assert!(used, "shaders/{stem}.wgsl is neither a kernel in gpu::shaders::ALL nor a piece of one");
+    }
+    assert!(count >= all.len(), "found {count} files for {} kernels", all.len());
 }
 
 /// Parses and validates with the capabilities every wgpu adapter has (no optional features), then

@@ -14,7 +14,7 @@ use crate::tensor::GpuTensor;
 pub use crate::spec::adamw::AdamW;
 use crate::spec::adamw::check_shapes;
 
-const SHADER: Shader = Shader { name: "adamw", source: include_str!("../../shaders/adamw.wgsl") };
+const SHADER: Shader = crate::gpu::shaders::ADAMW;
 const WORKGROUP: u64 = 256;
 
 /// Matches `Params` in `shaders/adamw.wgsl`.

@@ -21,28 +21,15 @@
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::{shaders, Gpu, Shader};
 use crate::ops::attention::{check_pattern_fits, empty_pattern};
 use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
 use crate::spec::attention::AttentionDims;
 use crate::spec::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
 use crate::tensor::GpuTensor;
 
-/// A projection kernel: the shared prelude followed by the kernel's own file.
-macro_rules! project_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!("../../shaders/attention_project_common.wgsl"),
-                include_str!(concat!("../../shaders/", $name, ".wgsl"))
-            ),
-        }
-    };
-}
-
-const PROJECT: Shader = project_shader!("attention_project");
-const PROJECT_SCALAR: Shader = project_shader!("attention_project_scalar");
+const PROJECT: Shader = shaders::ATTENTION_PROJECT;
+const PROJECT_SCALAR: Shader = shaders::ATTENTION_PROJECT_SCALAR;
 const WORKGROUP: u64 = 64;
 
 /// Matches `Params` in `shaders/attention_project_common.wgsl`.

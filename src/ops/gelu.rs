@@ -9,7 +9,7 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::tensor::GpuTensor;
 
-const SHADER: Shader = Shader { name: "gelu", source: include_str!("../../shaders/gelu.wgsl") };
+const SHADER: Shader = crate::gpu::shaders::GELU;
 const WORKGROUP: u64 = 256;
 
 /// Which GELU (defined beside the host reference, which must not depend on the GPU op).

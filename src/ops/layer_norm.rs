@@ -19,7 +19,7 @@ use crate::tensor::GpuTensor;
 pub use super::RowPath;
 use super::RowKernels;
 
-const SHADER: Shader = Shader { name: "layer_norm", source: include_str!("../../shaders/layer_norm.wgsl") };
+const SHADER: Shader = crate::gpu::shaders::LAYER_NORM;
 const FLAG_AFFINE: u32 = 1;
 const FLAG_SCALE: u32 = 2;
 

@@ -15,7 +15,7 @@ use crate::tensor::GpuTensor;
 pub use super::RowPath;
 use super::RowKernels;
 
-const SHADER: Shader = Shader { name: "softmax", source: include_str!("../../shaders/softmax.wgsl") };
+const SHADER: Shader = crate::gpu::shaders::SOFTMAX;
 
 /// The kernels of the two row paths.
 const KERNELS: RowKernels = RowKernels { shader: SHADER, per_invocation: "softmax_rows", per_workgroup: "softmax_wide" };

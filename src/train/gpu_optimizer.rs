@@ -25,8 +25,8 @@ use crate::tensor::GpuTensor;
 use crate::transformer::weights::Weights;
 use crate::transformer::Config;
 
-const SHADER: Shader = Shader { name: "adamw_arena", source: include_str!("../../shaders/adamw_arena.wgsl") };
-const GROKFAST: Shader = Shader { name: "grokfast_arena", source: include_str!("../../shaders/grokfast_arena.wgsl") };
+const SHADER: Shader = crate::gpu::shaders::ADAMW_ARENA;
+const GROKFAST: Shader = crate::gpu::shaders::GROKFAST_ARENA;
 const WORKGROUP: u64 = 256;
 /// Elements each `sum_squares` workgroup reduces (16 per invocation).
 const CHUNK: u64 = 4096;

@@ -8,8 +8,8 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::tensor::GpuTensor;
 
-const EMBED: Shader = Shader { name: "embed", source: include_str!("../../shaders/embed.wgsl") };
-const ELEMENTWISE: Shader = Shader { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
+const EMBED: Shader = crate::gpu::shaders::EMBED;
+const ELEMENTWISE: Shader = crate::gpu::shaders::ELEMENTWISE;
 const WORKGROUP: u64 = 256;
 /// `sel` value that selects a whole axis (`ALL` in the WGSL).
 pub(crate) const ALL: u32 = u32::MAX;

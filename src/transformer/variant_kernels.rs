@@ -7,8 +7,8 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::tensor::GpuTensor;
 
-const NORM_ROWS: Shader = Shader { name: "norm_rows", source: include_str!("../../shaders/norm_rows.wgsl") };
-const HEADS: Shader = Shader { name: "heads", source: include_str!("../../shaders/heads.wgsl") };
+const NORM_ROWS: Shader = crate::gpu::shaders::NORM_ROWS;
+const HEADS: Shader = crate::gpu::shaders::HEADS;
 /// Rows per workgroup of `norm_rows.wgsl`, elements per workgroup of `heads.wgsl`.
 const ROWS_WG: u64 = 64;
 const HEADS_WG: u64 = 256;

@@ -4,28 +4,15 @@
 //! [`record_problem`].
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::{shaders, Gpu, Shader};
 use crate::spec::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 
-/// One attention kernel: the shared prelude followed by the kernel's own file.
-macro_rules! attention_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!("../../../shaders/attention_common.wgsl"),
-                include_str!(concat!("../../../shaders/", $name, ".wgsl"))
-            ),
-        }
-    };
-}
-
-const SCORES: Shader = attention_shader!("attention_scores");
-const SOFTMAX: Shader = attention_shader!("attention_softmax");
-const PV: Shader = attention_shader!("attention_pv");
-const FUSED: Shader = attention_shader!("attention_fused");
-const PACK: Shader = attention_shader!("attention_pack");
+const SCORES: Shader = shaders::ATTENTION_SCORES;
+const SOFTMAX: Shader = shaders::ATTENTION_SOFTMAX;
+const PV: Shader = shaders::ATTENTION_PV;
+const FUSED: Shader = shaders::ATTENTION_FUSED;
+const PACK: Shader = shaders::ATTENTION_PACK;
 
 /// Invocations per workgroup in every attention kernel (`WG` in the WGSL).
 const WORKGROUP: u64 = 64;

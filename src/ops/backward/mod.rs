@@ -22,16 +22,16 @@ pub mod reduce;
 pub mod rows;
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::{shaders, Gpu, Shader};
 use crate::tensor::GpuTensor;
 
-const CROSS_ENTROPY: Shader = Shader { name: "cross_entropy_backward", source: include_str!("../../../shaders/cross_entropy_backward.wgsl") };
-const REDUCE: Shader = Shader { name: "reduce_backward", source: include_str!("../../../shaders/reduce_backward.wgsl") };
-const SOFTMAX: Shader = Shader { name: "softmax_backward", source: include_str!("../../../shaders/softmax_backward.wgsl") };
-const LAYER_NORM: Shader = Shader { name: "layer_norm_backward", source: include_str!("../../../shaders/layer_norm_backward.wgsl") };
-const ACTIVATION: Shader = Shader { name: "activation_backward", source: include_str!("../../../shaders/activation_backward.wgsl") };
-const EMBED: Shader = Shader { name: "embed_backward", source: include_str!("../../../shaders/embed_backward.wgsl") };
-const PERMUTE: Shader = Shader { name: "permute_backward", source: include_str!("../../../shaders/permute_backward.wgsl") };
+const CROSS_ENTROPY: Shader = shaders::CROSS_ENTROPY_BACKWARD;
+const REDUCE: Shader = shaders::REDUCE_BACKWARD;
+const SOFTMAX: Shader = shaders::SOFTMAX_BACKWARD;
+const LAYER_NORM: Shader = shaders::LAYER_NORM_BACKWARD;
+const ACTIVATION: Shader = shaders::ACTIVATION_BACKWARD;
+const EMBED: Shader = shaders::EMBED_BACKWARD;
+const PERMUTE: Shader = shaders::PERMUTE_BACKWARD;
 
 /// `flags` bit: add the result to the output's old contents.
 pub(crate) const ACCUMULATE: u32 = 2;

@@ -23,21 +23,8 @@ use crate::gpu::{Gpu, Shader};
 
 pub use super::table::{Kind, Variant};
 
-/// A matmul kernel's source: the generated common part, then the kernels.
-macro_rules! matmul_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!("../../../shaders/matmul_common.wgsl"),
-                include_str!(concat!("../../../shaders/", $name, ".wgsl"))
-            ),
-        }
-    };
-}
-
-pub(super) const BLOCKED: Shader = matmul_shader!("matmul");
-pub(super) const TILED: Shader = matmul_shader!("matmul_tiled");
+pub(super) const BLOCKED: Shader = crate::gpu::shaders::MATMUL;
+pub(super) const TILED: Shader = crate::gpu::shaders::MATMUL_TILED;
 
 /// Workgroup memory the tiled kernel declares: two stages of a 128 x 8 and an 8 x 128 slice.
 const TILED_WORKGROUP_BYTES: u32 = 2 * 2 * 1024 * 4;

@@ -5,27 +5,14 @@
 
 use super::{Grads, Saved};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Shader};
+use crate::gpu::{shaders, Gpu, Shader};
 use crate::ops::attention::kernels::{u32_of, vec4_rows, Strides};
 use crate::spec::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 
-/// One backward kernel: the shared prelude followed by the kernel's own file.
-macro_rules! backward_shader {
-    ($name:literal) => {
-        Shader {
-            name: $name,
-            source: concat!(
-                include_str!("../../../../shaders/attention_backward_fused_common.wgsl"),
-                include_str!(concat!("../../../../shaders/", $name, ".wgsl"))
-            ),
-        }
-    };
-}
-
-const PREP: Shader = backward_shader!("attention_backward_fused_prep");
-const KV: Shader = backward_shader!("attention_backward_fused_kv");
-const Q: Shader = backward_shader!("attention_backward_fused_q");
+const PREP: Shader = shaders::ATTENTION_BACKWARD_PREP;
+const KV: Shader = shaders::ATTENTION_BACKWARD_KV;
+const Q: Shader = shaders::ATTENTION_BACKWARD_Q;
 
 /// Invocations per workgroup (`WG` in the WGSL).
 const WORKGROUP: u64 = 64;
