@@ -84,6 +84,7 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     turn: Turn,
     dispatches: AtomicU64,
+    submits: AtomicU64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -175,6 +176,7 @@ impl Gpu {
             lost: Arc::new(Mutex::new(None)),
             turn: Turn::new(serialize.unwrap_or(gl)),
             dispatches: AtomicU64::new(0),
+            submits: AtomicU64::new(0),
         }
     }
 
@@ -202,6 +204,12 @@ impl Gpu {
     /// that empty inputs dispatch nothing, and for profiling).
     pub fn dispatch_count(&self) -> u64 {
         self.dispatches.load(Ordering::Relaxed)
+    }
+
+    /// How many command submissions shaderlens has made on this `Gpu` (readbacks included), for
+    /// profiling: `examples/train_step.rs` reports it per training update.
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
     }
 
     /// How many buffers shaderlens has created on this `Gpu` (tensors, uniforms, staging and
@@ -414,6 +422,7 @@ impl Gpu {
         let _turn = self.turn();
         self.check_alive()?;
         let index = self.queue.submit([encoder.finish()]);
+        self.submits.fetch_add(1, Ordering::Relaxed);
         self.caches.next_epoch();
         self.device
             .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })

@@ -47,7 +47,7 @@ fn json_rows_have_the_documented_fields() {
         let (gflops, gbps) = (row["gflops"].as_f64(), row["gbps"].as_f64());
         assert!(gflops.is_some() != gbps.is_some(), "{row}");
         assert!(row["peak_fraction"].is_null() || row["peak_fraction"].as_f64().is_some(), "{row}");
-        let expected_rate = if matches!(op, "matmul" | "attention" | "attention_backward" | "transformer") { gflops } else { gbps };
+        let expected_rate = if matches!(op, "matmul" | "attention" | "attention_backward" | "transformer" | "train_step") { gflops } else { gbps };
         assert!(expected_rate.is_some_and(|r| r > 0.0), "{row}");
     }
     let want: BTreeSet<String> = shaderlens::bench::cases::ops().map(|s| s.to_string()).collect();

@@ -99,6 +99,14 @@ pub const REGISTRY: &[BenchOp] = &[
         large: &[&[64, 59, 8, 512]],
         prepare: |gpu, s, _| super::transformer::prepare(gpu, s),
     },
+    BenchOp {
+        name: "train_step",
+        rank: Some((5, "B,S,layers,d_model,heads")),
+        quick: &[&[4, 3, 1, 16, 2], &[2, 5, 1, 16, 2]],
+        standard: &[&[3830, 3, 1, 128, 4], &[8, 59, 2, 128, 4]],
+        large: &[&[64, 59, 8, 512, 8]],
+        prepare: |gpu, s, _| super::train_step::prepare(gpu, s),
+    },
 ];
 
 /// The names of the ops `bench` knows, in [`REGISTRY`]'s order.

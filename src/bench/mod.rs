@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod peaks;
 pub mod run;
 pub mod size;
+pub mod train_step;
 pub mod transformer;
 
 use std::time::Instant;

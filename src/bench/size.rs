@@ -49,6 +49,13 @@ pub fn needs(case: &Case) -> Result<Needs> {
             (vec![qkv; 12], sum(&[mul(&[qkv, 80])?, mul(&[pattern, 40])?]).ok_or_else(too_big)?)
         }
         ("transformer", &[batch, seq, layers, d_model]) => transformer(batch, seq, layers, d_model).ok_or_else(too_big)?,
+        // A training step holds the forward's activations, their gradients, the parameters'
+        // gradients and the optimizer's arenas (parameters, moments, gradients): about three
+        // cached forwards' worth; the host trainer's float64 step likewise.
+        ("train_step", &[batch, seq, layers, d_model, _]) => {
+            let (buffers, host) = transformer(batch, seq, layers, d_model).ok_or_else(too_big)?;
+            (buffers.iter().map(|&b| mul(&[b, 3])).collect::<Result<_>>()?, mul(&[host, 3])?)
+        }
         (_, shape) => {
             let count = mul(shape)?;
             (vec![count, count], mul(&[count, 20])?)
@@ -106,9 +113,9 @@ pub fn check(gpu: &Gpu, case: &Case) -> Result<()> {
     let needs = needs(case)?;
     let limits = gpu.limits();
     let what = || format!("bench {} shape {:?}", case.op, case.shape);
-    // The transformer's summed layers are not one buffer; its real largest buffer is checked
+    // The transformer's (and training step's) summed layers are not one buffer; its real largest buffer is checked
     // when it is created.
-    if case.op != "transformer" {
+    if !matches!(case.op, "transformer" | "train_step") {
         for (limit, allowed) in
             [("max_storage_buffer_binding_size", limits.max_storage_buffer_binding_size), ("max_buffer_size", limits.max_buffer_size)]
         {
