@@ -14,11 +14,19 @@ patch, built from the `attr.<hook>` arrays as the sweep groups its patches:
 
 (The sweeps report the batch mean of the metric, attribution differentiates its batch sum: hence
 the mean.) Ties get average ranks; a sweep whose effects or estimates are all equal has no rank
-correlation and prints "-".
+correlation and prints "-". With `--nonzero` the patches whose exact effect and estimate are
+both negligible (within 1e-4 of the sweep's largest |effect|: a patch of an activation that is
+the same in both runs, or that cannot reach the last position, whose exact effect is float32
+noise) are dropped, so that they do not inflate the correlation.
 
-    python3 scripts/attribution_vs_patching.py NAME=sweeps.npz [NAME=sweeps.npz ...]
+A PATH with a `*` is a glob: the files (e.g. one `patch` output per prompt pair) are pooled,
+every patch of every file one point, so that the correlation runs over prompts as well as over
+layers, positions and heads.
+
+    python3 scripts/attribution_vs_patching.py [--nonzero] NAME=sweeps.npz [NAME='per_prompt/*.npz' ...]
 """
 
+import glob
 import sys
 
 import numpy as np
@@ -43,6 +51,8 @@ def ranks(x: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of the average ranks; NaN when either side is constant."""
+    if a.size < 2:
+        return float("nan")
     ra, rb = ranks(a.ravel()), ranks(b.ravel())
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
@@ -65,24 +75,47 @@ def estimate(d, sweep: str, n_layers: int) -> np.ndarray:
     return np.stack(out)
 
 
-def row(name: str, path: str) -> str:
+def pairs(path: str, sweep: str):
+    """(exact effects, estimates) of one file's sweep, flattened; None if it lacks the sweep."""
     d = np.load(path)
+    key = f"patch.{sweep}"
+    if key not in d.files:
+        return None
+    effect = d[key] - float(d["corrupt_metric"])
+    est = estimate(d, sweep, effect.shape[0])
+    if est.shape != effect.shape:
+        raise SystemExit(f"{path}: {sweep}: estimate {est.shape} vs sweep {effect.shape}")
+    return effect.ravel(), est.ravel()
+
+
+def row(name: str, path: str) -> str:
+    paths = sorted(glob.glob(path)) if "*" in path else [path]
+    if not paths:
+        raise SystemExit(f"{path}: no such files")
     cells = []
     for sweep in SWEEPS:
-        key = f"patch.{sweep}"
-        if key not in d.files:
+        got = [pairs(p, sweep) for p in paths]
+        if any(g is None for g in got):
             cells.append("n/a")
             continue
-        effect = d[key] - float(d["corrupt_metric"])
-        est = estimate(d, sweep, effect.shape[0])
-        if est.shape != effect.shape:
-            raise SystemExit(f"{path}: {sweep}: estimate {est.shape} vs sweep {effect.shape}")
+        effect = np.concatenate([g[0] for g in got])
+        est = np.concatenate([g[1] for g in got])
+        if NONZERO:
+            tol = 1e-4 * np.abs(effect).max(initial=0.0)
+            keep = (np.abs(effect) > tol) | (np.abs(est) > tol)
+            effect, est = effect[keep], est[keep]
         rho = spearman(effect, est)
         cells.append("-" if np.isnan(rho) else f"{rho:.2f} ({effect.size})")
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+NONZERO = False
+
+
 def main(args) -> None:
+    global NONZERO
+    if args and args[0] == "--nonzero":
+        NONZERO, args = True, args[1:]
     print("| model | " + " | ".join(SWEEPS) + " |")
     print("|---" * (len(SWEEPS) + 1) + "|")
     for arg in args:

@@ -5,8 +5,10 @@ Each row is a clean prompt `a b =` and a corrupt one `a b' =` with b' != b; the 
 `shaderlens games modular` (token p is "="). numpy only; never calls shaderlens.
 
     python3 scripts/make_walk_prompts.py docs/runs/grokking-small-reference/walk/prompts.npz
+    python3 scripts/make_walk_prompts.py --split DIR   # the same rows, one file per row: DIR/row<i>.npz
 """
 
+import os
 import sys
 
 import numpy as np
@@ -31,5 +33,16 @@ def prompts(p: int = P, rows: int = ROWS, seed: int = SEED) -> dict:
     return {"clean": clean, "corrupt": corrupt, "answer": answer, "wrong": wrong}
 
 
+def split(folder: str) -> None:
+    """One prompts file per row (for per-prompt patching sweeps)."""
+    os.makedirs(folder, exist_ok=True)
+    d = prompts()
+    for i in range(ROWS):
+        np.savez(os.path.join(folder, f"row{i:02d}.npz"), **{k: v[i : i + 1] for k, v in d.items()})
+
+
 if __name__ == "__main__":
-    np.savez(sys.argv[1], **prompts())
+    if sys.argv[1] == "--split":
+        split(sys.argv[2])
+    else:
+        np.savez(sys.argv[1], **prompts())
