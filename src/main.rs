@@ -113,6 +113,9 @@ enum Command {
         /// One forward pass per patch instead of many per submission (for comparison).
         #[arg(long)]
         one_per_patch: bool,
+        /// Also write the attribution-patching estimate of every default hook (attr.<hook>).
+        #[arg(long)]
+        attribution: bool,
     },
     /// Analyses that write numbers (npz) and a picture (PNG): logit lens, direct logit
     /// attribution, patching heat maps, grokking's progress measures. Exit codes: 0 written; 2
@@ -163,8 +166,8 @@ fn main() -> ExitCode {
         Command::Run { model, weights, tokens, out, cache, pattern_png } => {
             run_model(&RunArgs { model, weights, tokens, out, cache, pattern_png })
         }
-        Command::Patch { model, weights, prompts, out, sweeps, one_per_patch } => {
-            let args = shaderlens::analysis::cli::PatchArgs { model, weights, prompts, out, sweeps, one_per_patch };
+        Command::Patch { model, weights, prompts, out, sweeps, one_per_patch, attribution } => {
+            let args = shaderlens::analysis::cli::PatchArgs { model, weights, prompts, out, sweeps, one_per_patch, attribution };
             report("patch", Gpu::new().and_then(|gpu| shaderlens::analysis::cli::run(&gpu, &args)))
         }
         Command::Analyze { what } => report("analyze", shaderlens::analysis::analyze_cli::run(&what)),

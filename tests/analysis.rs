@@ -212,6 +212,35 @@ fn the_patch_command_writes_the_sweeps_transformer_lens_computes() {
     assert_eq!(std::fs::read(&p).unwrap(), before, "the prompts file was not overwritten");
 }
 
+/// `patch --attribution` writes `attr.<hook>` for every default hook beside the sweeps, equal to
+/// the float64 attribution of the same prompts (and so to TransformerLens's, which the reference
+/// is checked against); without the flag no `attr.*` is written.
+#[test]
+fn the_patch_command_writes_the_attribution_beside_the_sweeps() {
+    let dir = Scratch::new("patch-attr");
+    let (m, w, p) = split_case(&dir);
+    let (with, without) = (dir.join("with.npz"), dir.join("without.npz"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = ["patch", "--model", &s(&m), "--weights", &s(&w), "--prompts", &s(&p), "--sweep", "z_all_pos", "--out"];
+    let run = shaderlens(&[&args[..], &[&s(&with), "--attribution"]].concat());
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&run.stderr));
+    let plain = shaderlens(&[&args[..], &[&s(&without)]].concat());
+    assert_eq!(plain.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&plain.stderr));
+    assert!(Fixture::open(&without).unwrap().names().all(|n| !n.starts_with("attr.")));
+    let (config, weights, prompts, _) = case_of(&root().join("fixtures/act_patch/ln_gelu.npz"));
+    let want = attribution::reference(&config, &wide(&config, &weights), &prompts, &Names::All).unwrap();
+    let written = Fixture::open(&with).unwrap();
+    assert_eq!(written.names().filter(|n| n.starts_with("attr.")).count(), want.iter().count());
+    for (name, want) in want.iter() {
+        let got = written.expected(&format!("attr.{name}")).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{name}");
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((g - w).abs() <= 1e-5 + 1e-3 * scale, "attr.{name}: {g} vs {w}");
+        }
+    }
+}
+
 /// Node scores are the per-head and per-MLP sums of the attribution arrays per batch row, as
 /// TransformerLens's arrays give them; an attention-only model has no MLP scores.
 #[test]

@@ -79,11 +79,14 @@ fn patch_heat_maps_are_drawn_and_bad_inputs_refused() {
     let members = [("clean", npy(&clean)), ("corrupt", npy(&corrupt)), ("answer", npy(&fixture.int_array("answer").unwrap())), ("wrong", npy(&fixture.int_array("wrong").unwrap()))];
     std::fs::write(dir.join("pairs.npz"), npz(&members, false)).unwrap();
     let sweeps = dir.join("sweeps.npz");
-    let run = shaderlens(&["patch", "--model", &model, "--weights", &weights, "--prompts", dir.join("pairs.npz").to_str().unwrap(), "--out", sweeps.to_str().unwrap()]);
+    let run = shaderlens(&["patch", "--model", &model, "--weights", &weights, "--prompts", dir.join("pairs.npz").to_str().unwrap(), "--out", sweeps.to_str().unwrap(), "--sweep", "resid_pre", "z_all_pos", "z_by_pos"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let png = dir.join("sweeps.png");
     let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", png.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // The summary names what it drew and what it left out (z_by_pos is three-dimensional).
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(said.contains("2 heat maps (patch.resid_pre, patch.z_all_pos)") && said.contains("not drawn (not two-dimensional): patch.z_by_pos"), "{said}");
     assert_picture(&png, 800);
     // The picture may not replace its input.
     let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", sweeps.to_str().unwrap()]);

@@ -222,10 +222,14 @@ fn patch_png(args: &PatchPngArgs) -> Result<String> {
     let file = |e: Error| Error::File { path: args.sweeps.display().to_string(), message: e.to_string() };
     let clean = npz.int_array("clean").map_err(file)?;
     let keys: Vec<String> = npz.names().filter(|k| k.starts_with("patch.")).map(str::to_string).collect();
-    let mut maps = Vec::new();
+    let (mut maps, mut drawn, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for key in &keys {
         let a = npz.expected(key).map_err(file)?;
-        let &[layers, cols] = a.shape() else { continue };
+        let &[layers, cols] = a.shape() else {
+            skipped.push(key.as_str());
+            continue;
+        };
+        drawn.push(key.as_str());
         let by_position = matches!(key.as_str(), "patch.resid_pre" | "patch.attn_out" | "patch.mlp_out");
         let columns = if by_position {
             (0..cols).map(|s| format!("{}:{}", s, clean.get([0, s]).copied().unwrap_or(-1))).collect()
@@ -246,5 +250,9 @@ fn patch_png(args: &PatchPngArgs) -> Result<String> {
         return Err(Error::Input(format!("--sweeps {}: no two-dimensional patch.<sweep> array to draw", args.sweeps.display())));
     }
     write_heatmaps(&args.png, &maps, 480, 420)?;
-    Ok(format!("drew {}: {} heat maps ({})", args.png.display(), maps.len(), keys.join(", ")))
+    let mut summary = format!("drew {}: {} heat maps ({})", args.png.display(), maps.len(), drawn.join(", "));
+    if !skipped.is_empty() {
+        summary.push_str(&format!("; not drawn (not two-dimensional): {}", skipped.join(", ")));
+    }
+    Ok(summary)
 }

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! shaderlens patch --model m.json --weights m.npz --prompts prompts.npz --out sweeps.npz \
-//!     [--sweep resid_pre --sweep z_all_pos | --sweep all] [--one-per-patch]
+//!     [--sweep resid_pre --sweep z_all_pos | --sweep all] [--one-per-patch] [--attribution]
 //! ```
 //!
 //! `prompts.npz` holds `clean` and `corrupt` int64 \[B, S\] and `answer`, `wrong` int64 \[B\] (an
 //! `act_patch` fixture is one). The output npz holds those four, `clean_metric` and
 //! `corrupt_metric` (0-d float64: the unpatched runs' metric, the two ends of every sweep's
 //! scale) and `patch.<sweep>` (float64, SPEC's shapes). Without `--sweep` the sweeps are SPEC's:
-//! `resid_pre`, `attn_out`, `mlp_out` (models with an MLP) and `z_all_pos`.
+//! `resid_pre`, `attn_out`, `mlp_out` (models with an MLP) and `z_all_pos`. With
+//! `--attribution` it also holds `attr.<hook>` for every default hook (SPEC's `attribution`, on
+//! the GPU), so that the gradient estimate can be set beside the exact sweeps it approximates.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -17,12 +19,13 @@ use std::time::Instant;
 use ndarray::{arr0, ArrayD, Dimension};
 use ndarray_npy::NpzWriter;
 
+use super::attribution_gpu::attribution_gpu;
 use super::patch_gpu::{act_patch, Batching};
 use super::{metric, Prompts, Sweep};
 use crate::error::{Error, Result};
 use crate::fixture::Fixture;
 use crate::gpu::Gpu;
-use crate::transformer::{Config, Model, Options};
+use crate::transformer::{Config, Model, Names, Options};
 
 /// The `patch` command's arguments.
 #[derive(Clone, Debug)]
@@ -39,6 +42,8 @@ pub struct PatchArgs {
     pub sweeps: Vec<String>,
     /// One forward pass per patch instead of batched chunks (for comparison).
     pub one_per_patch: bool,
+    /// Also write the attribution-patching estimate of every default hook (`attr.<hook>`).
+    pub attribution: bool,
 }
 
 /// The sweeps `--sweep` asks for, checked against the model.
@@ -89,6 +94,7 @@ pub fn run(gpu: &Gpu, args: &PatchArgs) -> Result<String> {
     let start = Instant::now();
     let results = act_patch(gpu, &model, &prompts, &sweeps, &batching)?;
     let seconds = start.elapsed().as_secs_f64();
+    let attr = if args.attribution { Some(attribution_gpu(gpu, &model, &prompts, &Names::All)?) } else { None };
     let write_error = |e: ndarray_npy::WriteNpzError| Error::File { path: args.out.display().to_string(), message: format!("cannot write: {e}") };
     crate::io::write_atomic(&args.out, |w| {
         let mut npz = NpzWriter::new_compressed(w);
@@ -100,6 +106,9 @@ pub fn run(gpu: &Gpu, args: &PatchArgs) -> Result<String> {
         for (sweep, a) in sweeps.iter().zip(&results) {
             npz.add_array(format!("patch.{}", sweep.key()), a).map_err(write_error)?;
         }
+        for (name, a) in attr.iter().flat_map(|c| c.iter()) {
+            npz.add_array(format!("attr.{name}"), a).map_err(write_error)?;
+        }
         npz.finish().map_err(write_error)?;
         Ok(())
     })?;
@@ -108,6 +117,9 @@ pub fn run(gpu: &Gpu, args: &PatchArgs) -> Result<String> {
         args.out.display(),
         sweeps.len()
     );
+    if let Some(c) = &attr {
+        summary.push_str(&format!("\n  attr.* for {} hooks", c.iter().count()));
+    }
     for (sweep, a) in sweeps.iter().zip(&results) {
         summary.push_str(&format!("\n  patch.{:<16} {:?} {}", sweep.key(), a.shape(), strongest(a)));
     }
