@@ -19,6 +19,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SHADERLENS_MATMUL_VARIANT", "a matmul variant name"),
     ("SHADERLENS_CLOCK", "wall or timestamp"),
     ("SHADERLENS_BENCH_LARGE", "1 or 0"),
+    ("SHADERLENS_TUNE_CACHE", "a file path, or off, 0 or false"),
 ];
 
 /// Checks every variable of [`VARIABLES`] that is set; the first bad one is an error naming it,

@@ -164,6 +164,7 @@ impl Gpu {
     fn assemble(device: wgpu::Device, queue: wgpu::Queue, description: String, info: wgpu::AdapterInfo, serialize: Option<bool>) -> Self {
         let limits = device.limits();
         let gl = info.backend == wgpu::Backend::Gl;
+        let tune = crate::tune::TuneCache::from_env(crate::tune::persist::TuneFile::from_env(tune_device_key(&description, &info)));
         Self {
             device,
             queue,
@@ -172,7 +173,7 @@ impl Gpu {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             caches: cache::Caches::default(),
-            tune: crate::tune::TuneCache::from_env(),
+            tune,
             lost: Arc::new(Mutex::new(None)),
             turn: Turn::new(serialize.unwrap_or(gl)),
             dispatches: AtomicU64::new(0),
@@ -543,6 +544,13 @@ impl Gpu {
 }
 
 /// A readable one-line description of an adapter: name, backend, device type and driver.
+/// The key this adapter's autotune winners are kept under on disk: its description and ids, and
+/// the source of every kernel the autotuner chooses among.
+fn tune_device_key(description: &str, info: &wgpu::AdapterInfo) -> String {
+    let tuned = [shaders::MATMUL.source, shaders::MATMUL_TILED.source];
+    crate::tune::persist::device_key(description, info.vendor, info.device, &tuned)
+}
+
 fn describe(info: &wgpu::AdapterInfo) -> String {
     let driver: Vec<&str> = [info.driver.as_str(), info.driver_info.as_str()]
         .into_iter()

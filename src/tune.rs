@@ -14,11 +14,18 @@
 //! `SHADERLENS_AUTOTUNE=off` (or `0`) turns measuring off: each op then takes its static
 //! preference for the adapter's type, which is also what it takes for work too small to be worth
 //! measuring.
+//!
+//! Winners are also kept on disk per device ([`persist`]), so that the next process on the same
+//! adapter, driver and kernels measures nothing it measured before.
 
-use std::collections::HashMap;
+pub mod persist;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use persist::TuneFile;
 
 /// What a tuning result is remembered under: the op and its bucketed sizes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,19 +36,43 @@ pub struct TuneKey {
     pub bucket: Vec<u32>,
 }
 
-/// The autotuner's state on one device: whether to measure, and the winners so far.
+impl std::fmt::Display for TuneKey {
+    /// `op:b0,b1,…`, the form the key has in the file [`persist`] writes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bucket: Vec<String> = self.bucket.iter().map(u32::to_string).collect();
+        write!(f, "{}:{}", self.op, bucket.join(","))
+    }
+}
+
+/// The autotuner's state on one device: whether to measure, the winners so far, and the file
+/// they are kept in between processes.
 #[derive(Debug)]
 pub struct TuneCache {
     enabled: bool,
-    winners: Mutex<HashMap<TuneKey, &'static str>>,
+    winners: Mutex<HashMap<TuneKey, String>>,
+    /// Winners read from the file at start, by [`TuneKey`]'s display form.
+    saved: BTreeMap<String, String>,
+    file: Option<TuneFile>,
+    /// Set once saving has failed (and been reported): later winners stay in memory only.
+    file_failed: AtomicBool,
 }
 
 impl TuneCache {
-    /// Measuring on, unless `SHADERLENS_AUTOTUNE` is `off`, `0` or `false`.
-    pub fn from_env() -> Self {
+    /// Measuring on, unless `SHADERLENS_AUTOTUNE` is `off`, `0` or `false`; winners kept in
+    /// `file` (see [`persist::TuneFile::from_env`]) when there is one. A file that cannot be read
+    /// is reported on stderr and not used.
+    pub fn from_env(file: Option<TuneFile>) -> Self {
         let off = std::env::var("SHADERLENS_AUTOTUNE")
             .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false"));
-        Self { enabled: !off, winners: Mutex::new(HashMap::new()) }
+        let (saved, file) = match file.as_ref().map(TuneFile::load) {
+            Some(Ok(saved)) => (saved, file),
+            Some(Err(e)) => {
+                eprintln!("shaderlens: {e}");
+                (BTreeMap::new(), None)
+            }
+            None => (BTreeMap::new(), None),
+        };
+        Self { enabled: !off, winners: Mutex::new(HashMap::new()), saved, file, file_failed: AtomicBool::new(false) }
     }
 
     /// Whether ops measure their variants (otherwise they take their static preference).
@@ -49,21 +80,40 @@ impl TuneCache {
         self.enabled
     }
 
-    /// The remembered winner for `key`, if any.
-    pub fn winner(&self, key: &TuneKey) -> Option<&'static str> {
-        self.winners.lock().ok()?.get(key).copied()
+    /// The file winners are kept in between processes, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_ref().map(TuneFile::path)
     }
 
-    /// Remembers `name` as the winner for `key`.
-    pub fn remember(&self, key: TuneKey, name: &'static str) -> Result<()> {
-        self.winners.lock().map_err(|_| Error::Gpu("tune cache poisoned".into()))?.insert(key, name);
+    /// The remembered winner for `key` (measured in this process or read from the file), if any.
+    pub fn winner(&self, key: &TuneKey) -> Option<String> {
+        let mut winners = self.winners.lock().ok()?;
+        if let Some(name) = winners.get(key) {
+            return Some(name.clone());
+        }
+        let saved = self.saved.get(&key.to_string())?.clone();
+        winners.insert(key.clone(), saved.clone());
+        Some(saved)
+    }
+
+    /// Remembers `name` as the winner for `key`, and adds it to the file. A file that cannot be
+    /// written is reported once on stderr; tuning goes on in memory.
+    pub fn remember(&self, key: TuneKey, name: &str) -> Result<()> {
+        let line = key.to_string();
+        self.winners.lock().map_err(|_| Error::Gpu("tune cache poisoned".into()))?.insert(key, name.to_string());
+        if let Some(file) = self.file.as_ref().filter(|_| !self.file_failed.load(Ordering::Relaxed)) {
+            if let Err(e) = file.save(&BTreeMap::from([(line, name.to_string())])) {
+                self.file_failed.store(true, Ordering::Relaxed);
+                eprintln!("shaderlens: {e}; autotune winners are kept in memory only");
+            }
+        }
         Ok(())
     }
 
     /// Every remembered winner, sorted by key.
-    pub fn winners(&self) -> Vec<(TuneKey, &'static str)> {
+    pub fn winners(&self) -> Vec<(TuneKey, String)> {
         let mut all: Vec<_> = match self.winners.lock() {
-            Ok(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Err(_) => Vec::new(),
         };
         all.sort();

@@ -63,7 +63,7 @@ pub(super) fn choose(gpu: &Gpu, dims: &MatmulDims, transpose_a: bool, transpose_
         ],
     };
     if let Some(name) = gpu.tune().winner(&key) {
-        if let Some(v) = Variant::from_name(name) {
+        if let Some(v) = Variant::from_name(&name) {
             return Ok(v);
         }
     }
