@@ -212,14 +212,16 @@ def vec4_kernel(name, r, c):
     out.append(f"""    let m = params.m;
     let n4 = params.n / 4u;
     let k4 = params.k / 4u;
+    // a's row stride: K for a dense a, the whole product's K for a split-K chunk.
+    let a_row4 = params.a_rs / 4u;
     let origin = tile_origin(index, lid, {r}u * WG_Y, {g}u * WG_X);
     let row0 = origin.y;
     let c0 = origin.z;
-    // K and N are multiples of 4, so every matrix offset is too.
+    // K, N and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a (offsets of their first vec4) and column vec4s of b.""")
     for i in range(r):
-        out.append(f"    let ra{i} = min(row0 + {i}u * WG_Y, m - 1u) * k4 + base.x;")
+        out.append(f"    let ra{i} = min(row0 + {i}u * WG_Y, m - 1u) * a_row4 + base.x;")
     for j in range(g):
         out.append(f"    var bp{j} = base.y + min(c0 + {j}u * WG_X, n4 - 1u);")
     out.append("    // acc{row}_{column vec4}")
@@ -251,16 +253,20 @@ def vec4nt_kernel(name, r, c):
     out.append(f"""    let m = params.m;
     let n = params.n;
     let k4 = params.k / 4u;
+    // Row strides of a and of b (stored [N, K]): K when dense, the whole product's K for a
+    // split-K chunk.
+    let a_row4 = params.a_rs / 4u;
+    let b_row4 = params.b_js / 4u;
     let origin = tile_origin(index, lid, {r}u * WG_Y, {c}u * WG_X);
     let row0 = origin.y;
     let col0 = origin.z;
-    // K is a multiple of 4, so every matrix offset is too.
+    // K and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a and of b (b is stored [N, K]), as offsets of their first vec4.""")
     for i in range(r):
-        out.append(f"    let ra{i} = min(row0 + {i}u * WG_Y, m - 1u) * k4 + base.x;")
+        out.append(f"    let ra{i} = min(row0 + {i}u * WG_Y, m - 1u) * a_row4 + base.x;")
     for j in range(c):
-        out.append(f"    let rb{j} = min(col0 + {j}u * WG_X, n - 1u) * k4 + base.y;")
+        out.append(f"    let rb{j} = min(col0 + {j}u * WG_X, n - 1u) * b_row4 + base.y;")
     out.append("    // acc{row}_{column}")
     for i in range(r):
         decl = " ".join(f"var acc{i}_{j} = 0.0;" for j in range(c))

@@ -79,44 +79,46 @@ fn matmul_vec4_32x32(@builtin(workgroup_id) wg: vec3<u32>,
     let m = params.m;
     let n4 = params.n / 4u;
     let k4 = params.k / 4u;
+    // a's row stride: K for a dense a, the whole product's K for a split-K chunk.
+    let a_row4 = params.a_rs / 4u;
     let origin = tile_origin(index, lid, 32u * WG_Y, 8u * WG_X);
     let row0 = origin.y;
     let c0 = origin.z;
-    // K and N are multiples of 4, so every matrix offset is too.
+    // K, N and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a (offsets of their first vec4) and column vec4s of b.
-    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * k4 + base.x;
-    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * k4 + base.x;
-    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * k4 + base.x;
-    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * k4 + base.x;
-    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * k4 + base.x;
-    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * k4 + base.x;
-    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * k4 + base.x;
-    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * k4 + base.x;
-    let ra8 = min(row0 + 8u * WG_Y, m - 1u) * k4 + base.x;
-    let ra9 = min(row0 + 9u * WG_Y, m - 1u) * k4 + base.x;
-    let ra10 = min(row0 + 10u * WG_Y, m - 1u) * k4 + base.x;
-    let ra11 = min(row0 + 11u * WG_Y, m - 1u) * k4 + base.x;
-    let ra12 = min(row0 + 12u * WG_Y, m - 1u) * k4 + base.x;
-    let ra13 = min(row0 + 13u * WG_Y, m - 1u) * k4 + base.x;
-    let ra14 = min(row0 + 14u * WG_Y, m - 1u) * k4 + base.x;
-    let ra15 = min(row0 + 15u * WG_Y, m - 1u) * k4 + base.x;
-    let ra16 = min(row0 + 16u * WG_Y, m - 1u) * k4 + base.x;
-    let ra17 = min(row0 + 17u * WG_Y, m - 1u) * k4 + base.x;
-    let ra18 = min(row0 + 18u * WG_Y, m - 1u) * k4 + base.x;
-    let ra19 = min(row0 + 19u * WG_Y, m - 1u) * k4 + base.x;
-    let ra20 = min(row0 + 20u * WG_Y, m - 1u) * k4 + base.x;
-    let ra21 = min(row0 + 21u * WG_Y, m - 1u) * k4 + base.x;
-    let ra22 = min(row0 + 22u * WG_Y, m - 1u) * k4 + base.x;
-    let ra23 = min(row0 + 23u * WG_Y, m - 1u) * k4 + base.x;
-    let ra24 = min(row0 + 24u * WG_Y, m - 1u) * k4 + base.x;
-    let ra25 = min(row0 + 25u * WG_Y, m - 1u) * k4 + base.x;
-    let ra26 = min(row0 + 26u * WG_Y, m - 1u) * k4 + base.x;
-    let ra27 = min(row0 + 27u * WG_Y, m - 1u) * k4 + base.x;
-    let ra28 = min(row0 + 28u * WG_Y, m - 1u) * k4 + base.x;
-    let ra29 = min(row0 + 29u * WG_Y, m - 1u) * k4 + base.x;
-    let ra30 = min(row0 + 30u * WG_Y, m - 1u) * k4 + base.x;
-    let ra31 = min(row0 + 31u * WG_Y, m - 1u) * k4 + base.x;
+    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra8 = min(row0 + 8u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra9 = min(row0 + 9u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra10 = min(row0 + 10u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra11 = min(row0 + 11u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra12 = min(row0 + 12u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra13 = min(row0 + 13u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra14 = min(row0 + 14u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra15 = min(row0 + 15u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra16 = min(row0 + 16u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra17 = min(row0 + 17u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra18 = min(row0 + 18u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra19 = min(row0 + 19u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra20 = min(row0 + 20u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra21 = min(row0 + 21u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra22 = min(row0 + 22u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra23 = min(row0 + 23u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra24 = min(row0 + 24u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra25 = min(row0 + 25u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra26 = min(row0 + 26u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra27 = min(row0 + 27u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra28 = min(row0 + 28u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra29 = min(row0 + 29u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra30 = min(row0 + 30u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra31 = min(row0 + 31u * WG_Y, m - 1u) * a_row4 + base.x;
     var bp0 = base.y + min(c0 + 0u * WG_X, n4 - 1u);
     var bp1 = base.y + min(c0 + 1u * WG_X, n4 - 1u);
     var bp2 = base.y + min(c0 + 2u * WG_X, n4 - 1u);
@@ -735,20 +737,22 @@ fn matmul_vec4_8x8(@builtin(workgroup_id) wg: vec3<u32>,
     let m = params.m;
     let n4 = params.n / 4u;
     let k4 = params.k / 4u;
+    // a's row stride: K for a dense a, the whole product's K for a split-K chunk.
+    let a_row4 = params.a_rs / 4u;
     let origin = tile_origin(index, lid, 8u * WG_Y, 2u * WG_X);
     let row0 = origin.y;
     let c0 = origin.z;
-    // K and N are multiples of 4, so every matrix offset is too.
+    // K, N and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a (offsets of their first vec4) and column vec4s of b.
-    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * k4 + base.x;
-    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * k4 + base.x;
-    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * k4 + base.x;
-    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * k4 + base.x;
-    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * k4 + base.x;
-    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * k4 + base.x;
-    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * k4 + base.x;
-    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * k4 + base.x;
+    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * a_row4 + base.x;
     var bp0 = base.y + min(c0 + 0u * WG_X, n4 - 1u);
     var bp1 = base.y + min(c0 + 1u * WG_X, n4 - 1u);
     // acc{row}_{column vec4}
@@ -1763,44 +1767,48 @@ fn matmul_vec4nt_16x16(@builtin(workgroup_id) wg: vec3<u32>,
     let m = params.m;
     let n = params.n;
     let k4 = params.k / 4u;
+    // Row strides of a and of b (stored [N, K]): K when dense, the whole product's K for a
+    // split-K chunk.
+    let a_row4 = params.a_rs / 4u;
+    let b_row4 = params.b_js / 4u;
     let origin = tile_origin(index, lid, 16u * WG_Y, 16u * WG_X);
     let row0 = origin.y;
     let col0 = origin.z;
-    // K is a multiple of 4, so every matrix offset is too.
+    // K and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a and of b (b is stored [N, K]), as offsets of their first vec4.
-    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * k4 + base.x;
-    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * k4 + base.x;
-    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * k4 + base.x;
-    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * k4 + base.x;
-    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * k4 + base.x;
-    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * k4 + base.x;
-    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * k4 + base.x;
-    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * k4 + base.x;
-    let ra8 = min(row0 + 8u * WG_Y, m - 1u) * k4 + base.x;
-    let ra9 = min(row0 + 9u * WG_Y, m - 1u) * k4 + base.x;
-    let ra10 = min(row0 + 10u * WG_Y, m - 1u) * k4 + base.x;
-    let ra11 = min(row0 + 11u * WG_Y, m - 1u) * k4 + base.x;
-    let ra12 = min(row0 + 12u * WG_Y, m - 1u) * k4 + base.x;
-    let ra13 = min(row0 + 13u * WG_Y, m - 1u) * k4 + base.x;
-    let ra14 = min(row0 + 14u * WG_Y, m - 1u) * k4 + base.x;
-    let ra15 = min(row0 + 15u * WG_Y, m - 1u) * k4 + base.x;
-    let rb0 = min(col0 + 0u * WG_X, n - 1u) * k4 + base.y;
-    let rb1 = min(col0 + 1u * WG_X, n - 1u) * k4 + base.y;
-    let rb2 = min(col0 + 2u * WG_X, n - 1u) * k4 + base.y;
-    let rb3 = min(col0 + 3u * WG_X, n - 1u) * k4 + base.y;
-    let rb4 = min(col0 + 4u * WG_X, n - 1u) * k4 + base.y;
-    let rb5 = min(col0 + 5u * WG_X, n - 1u) * k4 + base.y;
-    let rb6 = min(col0 + 6u * WG_X, n - 1u) * k4 + base.y;
-    let rb7 = min(col0 + 7u * WG_X, n - 1u) * k4 + base.y;
-    let rb8 = min(col0 + 8u * WG_X, n - 1u) * k4 + base.y;
-    let rb9 = min(col0 + 9u * WG_X, n - 1u) * k4 + base.y;
-    let rb10 = min(col0 + 10u * WG_X, n - 1u) * k4 + base.y;
-    let rb11 = min(col0 + 11u * WG_X, n - 1u) * k4 + base.y;
-    let rb12 = min(col0 + 12u * WG_X, n - 1u) * k4 + base.y;
-    let rb13 = min(col0 + 13u * WG_X, n - 1u) * k4 + base.y;
-    let rb14 = min(col0 + 14u * WG_X, n - 1u) * k4 + base.y;
-    let rb15 = min(col0 + 15u * WG_X, n - 1u) * k4 + base.y;
+    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra8 = min(row0 + 8u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra9 = min(row0 + 9u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra10 = min(row0 + 10u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra11 = min(row0 + 11u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra12 = min(row0 + 12u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra13 = min(row0 + 13u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra14 = min(row0 + 14u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra15 = min(row0 + 15u * WG_Y, m - 1u) * a_row4 + base.x;
+    let rb0 = min(col0 + 0u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb1 = min(col0 + 1u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb2 = min(col0 + 2u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb3 = min(col0 + 3u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb4 = min(col0 + 4u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb5 = min(col0 + 5u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb6 = min(col0 + 6u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb7 = min(col0 + 7u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb8 = min(col0 + 8u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb9 = min(col0 + 9u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb10 = min(col0 + 10u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb11 = min(col0 + 11u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb12 = min(col0 + 12u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb13 = min(col0 + 13u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb14 = min(col0 + 14u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb15 = min(col0 + 15u * WG_X, n - 1u) * b_row4 + base.y;
     // acc{row}_{column}
     var acc0_0 = 0.0; var acc0_1 = 0.0; var acc0_2 = 0.0; var acc0_3 = 0.0; var acc0_4 = 0.0; var acc0_5 = 0.0; var acc0_6 = 0.0; var acc0_7 = 0.0; var acc0_8 = 0.0; var acc0_9 = 0.0; var acc0_10 = 0.0; var acc0_11 = 0.0; var acc0_12 = 0.0; var acc0_13 = 0.0; var acc0_14 = 0.0; var acc0_15 = 0.0;
     var acc1_0 = 0.0; var acc1_1 = 0.0; var acc1_2 = 0.0; var acc1_3 = 0.0; var acc1_4 = 0.0; var acc1_5 = 0.0; var acc1_6 = 0.0; var acc1_7 = 0.0; var acc1_8 = 0.0; var acc1_9 = 0.0; var acc1_10 = 0.0; var acc1_11 = 0.0; var acc1_12 = 0.0; var acc1_13 = 0.0; var acc1_14 = 0.0; var acc1_15 = 0.0;
@@ -2174,28 +2182,32 @@ fn matmul_vec4nt_8x8(@builtin(workgroup_id) wg: vec3<u32>,
     let m = params.m;
     let n = params.n;
     let k4 = params.k / 4u;
+    // Row strides of a and of b (stored [N, K]): K when dense, the whole product's K for a
+    // split-K chunk.
+    let a_row4 = params.a_rs / 4u;
+    let b_row4 = params.b_js / 4u;
     let origin = tile_origin(index, lid, 8u * WG_Y, 8u * WG_X);
     let row0 = origin.y;
     let col0 = origin.z;
-    // K is a multiple of 4, so every matrix offset is too.
+    // K and the strides are multiples of 4, so every matrix offset is too.
     let base = offsets[origin.x] / 4u;
     // Clamped rows of a and of b (b is stored [N, K]), as offsets of their first vec4.
-    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * k4 + base.x;
-    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * k4 + base.x;
-    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * k4 + base.x;
-    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * k4 + base.x;
-    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * k4 + base.x;
-    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * k4 + base.x;
-    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * k4 + base.x;
-    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * k4 + base.x;
-    let rb0 = min(col0 + 0u * WG_X, n - 1u) * k4 + base.y;
-    let rb1 = min(col0 + 1u * WG_X, n - 1u) * k4 + base.y;
-    let rb2 = min(col0 + 2u * WG_X, n - 1u) * k4 + base.y;
-    let rb3 = min(col0 + 3u * WG_X, n - 1u) * k4 + base.y;
-    let rb4 = min(col0 + 4u * WG_X, n - 1u) * k4 + base.y;
-    let rb5 = min(col0 + 5u * WG_X, n - 1u) * k4 + base.y;
-    let rb6 = min(col0 + 6u * WG_X, n - 1u) * k4 + base.y;
-    let rb7 = min(col0 + 7u * WG_X, n - 1u) * k4 + base.y;
+    let ra0 = min(row0 + 0u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra1 = min(row0 + 1u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra2 = min(row0 + 2u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra3 = min(row0 + 3u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra4 = min(row0 + 4u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra5 = min(row0 + 5u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra6 = min(row0 + 6u * WG_Y, m - 1u) * a_row4 + base.x;
+    let ra7 = min(row0 + 7u * WG_Y, m - 1u) * a_row4 + base.x;
+    let rb0 = min(col0 + 0u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb1 = min(col0 + 1u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb2 = min(col0 + 2u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb3 = min(col0 + 3u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb4 = min(col0 + 4u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb5 = min(col0 + 5u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb6 = min(col0 + 6u * WG_X, n - 1u) * b_row4 + base.y;
+    let rb7 = min(col0 + 7u * WG_X, n - 1u) * b_row4 + base.y;
     // acc{row}_{column}
     var acc0_0 = 0.0; var acc0_1 = 0.0; var acc0_2 = 0.0; var acc0_3 = 0.0; var acc0_4 = 0.0; var acc0_5 = 0.0; var acc0_6 = 0.0; var acc0_7 = 0.0;
     var acc1_0 = 0.0; var acc1_1 = 0.0; var acc1_2 = 0.0; var acc1_3 = 0.0; var acc1_4 = 0.0; var acc1_5 = 0.0; var acc1_6 = 0.0; var acc1_7 = 0.0;

@@ -20,6 +20,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SHADERLENS_CLOCK", "wall or timestamp"),
     ("SHADERLENS_BENCH_LARGE", "1 or 0"),
     ("SHADERLENS_TUNE_CACHE", "a file path, or off, 0 or false"),
+    ("SHADERLENS_SPLIT_K", "on, off, 1, 0, true or false"),
 ];
 
 /// Checks every variable of [`VARIABLES`] that is set; the first bad one is an error naming it,
@@ -45,7 +46,7 @@ pub fn check_one(name: &str, value: &str) -> Result<()> {
             matches!(b.trim(), "vulkan" | "vk" | "dx12" | "d3d12" | "metal" | "mtl" | "opengl" | "gles" | "gl")
         }),
         "WGPU_POWER_PREF" => matches!(v.as_str(), "high" | "low" | "none"),
-        "SHADERLENS_AUTOTUNE" => matches!(v.as_str(), "on" | "off" | "1" | "0" | "true" | "false"),
+        "SHADERLENS_AUTOTUNE" | "SHADERLENS_SPLIT_K" => matches!(v.as_str(), "on" | "off" | "1" | "0" | "true" | "false"),
         "SHADERLENS_MATMUL_VARIANT" => Variant::from_name(value.trim()).is_some(),
         "SHADERLENS_CLOCK" => matches!(v.as_str(), "wall" | "timestamp"),
         // Any value but 0 turns the large sizes on, so a "false" would have meant "true".

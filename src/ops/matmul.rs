@@ -26,6 +26,7 @@ use crate::spec::matmul::{batch_pairs, MatmulDims};
 use crate::tensor::GpuTensor;
 
 pub mod autotune;
+pub mod split_k;
 pub mod variant;
 
 pub use variant::Variant;
@@ -93,6 +94,9 @@ pub fn record_gemm(
     let dims = checked_dims(a, b, out, gemm)?;
     if out.is_empty() {
         return Ok(());
+    }
+    if let Some(plan) = split_k::plan(gpu, &dims, gemm) {
+        return split_k::record(gpu, encoder, a, b, out, &dims, gemm, plan);
     }
     let variant = autotune::choose(gpu, &dims, gemm.transpose_a, gemm.transpose_b)?;
     dispatch(gpu, encoder, a, b, out, &dims, gemm, variant)
@@ -173,6 +177,31 @@ fn checked_dims(a: &GpuTensor, b: &GpuTensor, out: &GpuTensor, gemm: &Gemm<'_>) 
     Ok(dims)
 }
 
+/// Where each output batch's operands start and how they are strided: what [`dispatch`] tells
+/// the kernel beyond the dimensions. [`Layout::dense`] is the ordinary product's; split-K
+/// ([`split_k`]) reads K-chunks of one product as batches of a strided view.
+pub(crate) struct Layout {
+    /// For every output batch, the element offsets of its `a` and `b` matrices.
+    pub offsets: Vec<[u64; 2]>,
+    /// `a(i, k) = a[offset + i a_rs + k a_ks]`.
+    pub a_rs: u64,
+    pub a_ks: u64,
+    /// `b(k, j) = b[offset + k b_ks + j b_js]`.
+    pub b_ks: u64,
+    pub b_js: u64,
+}
+
+impl Layout {
+    /// Operands stored densely as their shapes say (transposed ones with the last two axes swapped).
+    fn dense(dims: &MatmulDims, gemm: &Gemm<'_>) -> Self {
+        let (m, k, n) = (dims.m as u64, dims.k as u64, dims.n as u64);
+        let offsets = dims.pairs.iter().map(|&(i, j)| [i as u64 * m * k, j as u64 * k * n]).collect();
+        let (a_rs, a_ks) = if gemm.transpose_a { (1, m) } else { (k, 1) };
+        let (b_ks, b_js) = if gemm.transpose_b { (1, k) } else { (n, 1) };
+        Self { offsets, a_rs, a_ks, b_ks, b_js }
+    }
+}
+
 /// Records the product with `variant` (shapes already checked, output not empty).
 #[allow(clippy::too_many_arguments)] // private: the checked pieces of one call
 fn dispatch(
@@ -184,6 +213,22 @@ fn dispatch(
     dims: &MatmulDims,
     gemm: &Gemm<'_>,
     variant: Variant,
+) -> Result<()> {
+    dispatch_laid_out(gpu, encoder, a, b, out, dims, gemm, variant, &Layout::dense(dims, gemm))
+}
+
+/// [`dispatch`] with the operands where `layout` says.
+#[allow(clippy::too_many_arguments)] // private: the checked pieces of one call
+pub(crate) fn dispatch_laid_out(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    a: &GpuTensor,
+    b: &GpuTensor,
+    out: &GpuTensor,
+    dims: &MatmulDims,
+    gemm: &Gemm<'_>,
+    variant: Variant,
+    layout: &Layout,
 ) -> Result<()> {
     let (m, k, n) = (dims.m as u64, dims.k as u64, dims.n as u64);
     let [tile_m, tile_n] = variant.tile();
@@ -203,11 +248,8 @@ fn dispatch(
             allowed: binding_limit,
         });
     }
-    let offsets: Vec<[u32; 2]> =
-        dims.pairs.iter().map(|&(i, j)| [(i as u64 * m * k) as u32, (j as u64 * k * n) as u32]).collect();
+    let offsets: Vec<[u32; 2]> = layout.offsets.iter().map(|&[i, j]| [i as u32, j as u32]).collect();
     let offsets = gpu.constant_storage(bytemuck::cast_slice(&offsets));
-    let (a_rs, a_ks) = if gemm.transpose_a { (1, m) } else { (k, 1) };
-    let (b_ks, b_js) = if gemm.transpose_b { (1, k) } else { (n, 1) };
     let flags = if gemm.bias.is_some() { FLAG_BIAS } else { 0 } | if gemm.accumulate { FLAG_ACCUMULATE } else { 0 };
     let params = Params {
         m: m as u32,
@@ -217,10 +259,10 @@ fn dispatch(
         tiles_per_batch: tiles_per_batch as u32,
         workgroups: workgroups as u32,
         flags,
-        a_rs: a_rs as u32,
-        a_ks: a_ks as u32,
-        b_ks: b_ks as u32,
-        b_js: b_js as u32,
+        a_rs: layout.a_rs as u32,
+        a_ks: layout.a_ks as u32,
+        b_ks: layout.b_ks as u32,
+        b_js: layout.b_js as u32,
         _pad0: 0,
     };
     // The shader binds a bias in every case (vec4 kernels read four at a time).
