@@ -232,9 +232,14 @@ fn record_layer(
 ) -> Result<()> {
     let LayerDims { batch, seq, d_model, heads, d_head } = *dims;
     let (rows, cols) = (batch * seq, heads * d_head);
+    if rows == 0 {
+        // No query: every output (out, pattern, scores, q, k, v, z) is empty.
+        return Ok(());
+    }
     let x_rows = x.reshaped(&[rows, d_model])?;
     let packed = GpuTensor::empty(gpu, &[d_model, cols], "attention_layer packed W")?;
-    for (weight, bias, target) in [(w.w_q, w.b_q, q), (w.w_k, w.b_k, k), (w.w_v, w.b_v, v)] {
+    let projections = if cols > 0 { vec![(w.w_q, w.b_q, q), (w.w_k, w.b_k, k), (w.w_v, w.b_v, v)] } else { Vec::new() };
+    for (weight, bias, target) in projections {
         swap_axes(gpu, encoder, weight, [1, heads, d_model, d_head], 1.0, &packed, false)?;
         let bias = bias.reshaped(&[cols])?;
         let gemm = Gemm { bias: Some(&bias), ..Gemm::default() };
