@@ -10,6 +10,7 @@ pub mod probe;
 pub mod train;
 pub mod error;
 pub mod games;
+pub mod model;
 pub mod gpu;
 pub mod ops;
 pub mod reference;

@@ -47,7 +47,6 @@ pub fn all() -> Vec<ParamsLayout> {
     all.extend_from_slice(crate::ops::gelu::LAYOUTS);
     all.extend_from_slice(crate::ops::attention::kernels::LAYOUTS);
     all.extend_from_slice(crate::ops::attention::backward_fused::LAYOUTS);
-    all.extend_from_slice(crate::ops::attention_layer::LAYOUTS);
     all.extend_from_slice(crate::transformer::kernels::LAYOUTS);
     all.extend_from_slice(crate::ops::backward::LAYOUTS);
     all.extend_from_slice(crate::transformer::variant_kernels::LAYOUTS);

@@ -16,8 +16,8 @@
 //!   scores, the fused forward and the fused backward.
 //! - `grid.wgsl`: the 2-D workgroup grid's linear numbering (every kernel but matmul's, whose
 //!   generator writes its own).
-//! - `attention_common.wgsl`, `attention_backward_fused_common.wgsl`,
-//!   `attention_project_common.wgsl`, `matmul_common.wgsl`: a family's parameters and helpers.
+//! - `attention_common.wgsl`, `attention_backward_fused_common.wgsl`, `matmul_common.wgsl`: a
+//!   family's parameters and helpers.
 //!
 //! Modules take their kernels from here (`const SHADER: Shader = shaders::SOFTMAX;`), and
 //! `tests/shaders_portable.rs` validates every entry of [`ALL`] on every backend and checks that
@@ -73,10 +73,6 @@ pub const ATTENTION_BACKWARD_PREP: Shader =
 pub const ATTENTION_BACKWARD_KV: Shader = shader!("attention_backward_fused_kv", "grid", "attention_backward_fused_common", "attention_tile");
 /// The fused attention backward's dq.
 pub const ATTENTION_BACKWARD_Q: Shader = shader!("attention_backward_fused_q", "grid", "attention_backward_fused_common", "attention_tile");
-/// The attention layer's q/k/v/out projections (vec4 path).
-pub const ATTENTION_PROJECT: Shader = shader!("attention_project", "grid", "attention_project_common");
-/// The attention layer's projections for widths not a multiple of 4.
-pub const ATTENTION_PROJECT_SCALAR: Shader = shader!("attention_project_scalar", "grid", "attention_project_common");
 /// Token and position embedding.
 pub const EMBED: Shader = shader!("embed", "grid");
 /// The model's element-wise kernels (residual adds, hooks, interventions).
@@ -118,8 +114,6 @@ pub const ALL: &[Shader] = &[
     ATTENTION_BACKWARD_PREP,
     ATTENTION_BACKWARD_KV,
     ATTENTION_BACKWARD_Q,
-    ATTENTION_PROJECT,
-    ATTENTION_PROJECT_SCALAR,
     EMBED,
     ELEMENTWISE,
     NORM_ROWS,

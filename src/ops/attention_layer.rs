@@ -2,55 +2,32 @@
 //! pattern \[B,H,S,S\], with the intermediates a TransformerLens cache holds (q, k, v and z
 //! \[B,S,H,d_head\], attn_scores \[B,H,S,S\]) on request.
 //!
-//! Five dispatches (six with the pattern, seven with the scores), all recorded into the caller's
-//! encoder:
-//! 1. three per-head projections (`attention_project*.wgsl`) write q, k and v directly in
-//!    TransformerLens's \[B,S,H,d_head\] layout: `x W[h] + b[h]`, 8 rows x 8 columns an invocation
-//!    with vec4 loads when d_model and d_head are multiples of 4, 4 x 4 with scalar loads
-//!    otherwise;
+//! All recorded into the caller's encoder, every projection on the one autotuned matmul
+//! ([`crate::ops::matmul::record_gemm`], bias fused) as in the model ([`crate::transformer`]):
+//! 1. q, k and v: each of `W_Q`, `W_K`, `W_V` \[H, d_model, d_head\] is packed on the GPU as
+//!    \[d_model, H·d_head\] (an axis swap, into one scratch buffer reused by the three), so that
+//!    x \[B·S, d_model\] times it, plus the bias viewed as \[H·d_head\], is already
+//!    TransformerLens's \[B,S,H,d_head\] layout;
 //! 2. causal attention with scale `1/sqrt(d_head)` ([`crate::ops::attention`]'s kernels, which
 //!    read that layout through strides): unfused when the pattern or the scores are wanted, fused
 //!    otherwise; z comes out in \[B,S,H,d_head\];
-//! 3. the output projection is the same projection kernel with one "head": z viewed as
-//!    \[B·S, H·d_head\] times W_O viewed as \[H·d_head, d_model\], plus b_O, which is exactly
-//!    `Σ_h z_h W_O[h] + b_O`.
+//! 3. the output projection: z viewed as \[B·S, H·d_head\] times W_O viewed as
+//!    \[H·d_head, d_model\] (no copy), plus b_O, which is exactly `Σ_h z_h W_O[h] + b_O`.
 //!
-//! Dedicated projections avoid both a general matmul and the reshapes around it. The host twin is
+//! The host twin is
 //! [`crate::reference::attention_layer`]; both take their shape check from [`crate::spec::attention_layer`].
 
 use ndarray::{ArrayD, ArrayViewD};
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::gpu::{shaders, Gpu, Shader};
+use crate::gpu::Gpu;
 use crate::ops::attention::{check_pattern_fits, empty_pattern};
-use crate::ops::attention::kernels::{record_problem, u32_of, Problem, Strides};
+use crate::ops::attention::kernels::{record_problem, Problem, Strides};
+use crate::ops::backward::permute::swap_axes;
+use crate::ops::matmul::{record_gemm, Gemm};
 use crate::spec::attention::AttentionDims;
 use crate::spec::attention_layer::{attention_layer_shapes, AttentionWeights, LayerDims};
 use crate::tensor::GpuTensor;
-
-const PROJECT: Shader = shaders::ATTENTION_PROJECT;
-const PROJECT_SCALAR: Shader = shaders::ATTENTION_PROJECT_SCALAR;
-const WORKGROUP: u64 = 64;
-
-/// Matches `Params` in `shaders/attention_project_common.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ProjectParams {
-    rows: u32,
-    inner: u32,
-    heads: u32,
-    d_head: u32,
-    cols: u32,
-    count: u32,
-    col_tiles: u32,
-    _pad: u32,
-}
-
-/// `ProjectParams` against both projection shaders (checked by `tests/params_layout.rs`).
-pub(crate) const LAYOUTS: &[crate::gpu::layout::ParamsLayout] = &[
-    crate::gpu::layout::params_layout!(ProjectParams, PROJECT, [rows, inner, heads, d_head, cols, count, col_tiles]),
-    crate::gpu::layout::params_layout!(ProjectParams, PROJECT_SCALAR, [rows, inner, heads, d_head, cols, count, col_tiles]),
-];
 
 /// Which of the layer's intermediates to compute and return besides `out`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -254,9 +231,19 @@ fn record_layer(
     scores: Option<&GpuTensor>,
 ) -> Result<()> {
     let LayerDims { batch, seq, d_model, heads, d_head } = *dims;
-    let rows = batch * seq;
-    for (weight, bias, target) in [(w.w_q, w.b_q, q), (w.w_k, w.b_k, k), (w.w_v, w.b_v, v)] {
-        record_projection(gpu, encoder, [x, weight, bias, target], rows, d_model, heads, d_head)?;
+    let (rows, cols) = (batch * seq, heads * d_head);
+    if rows == 0 {
+        // No query: every output (out, pattern, scores, q, k, v, z) is empty.
+        return Ok(());
+    }
+    let x_rows = x.reshaped(&[rows, d_model])?;
+    let packed = GpuTensor::empty(gpu, &[d_model, cols], "attention_layer packed W")?;
+    let projections = if cols > 0 { vec![(w.w_q, w.b_q, q), (w.w_k, w.b_k, k), (w.w_v, w.b_v, v)] } else { Vec::new() };
+    for (weight, bias, target) in projections {
+        swap_axes(gpu, encoder, weight, [1, heads, d_model, d_head], 1.0, &packed, false)?;
+        let bias = bias.reshaped(&[cols])?;
+        let gemm = Gemm { bias: Some(&bias), ..Gemm::default() };
+        record_gemm(gpu, encoder, &x_rows, &packed, &target.reshaped(&[rows, cols])?, &gemm)?;
     }
     let strides = Strides::bshc(heads, seq, d_head);
     let problem = Problem {
@@ -270,42 +257,6 @@ fn record_layer(
         row_stats: None,
     };
     record_problem(gpu, encoder, &problem, pattern, scores)?;
-    record_projection(gpu, encoder, [z, w.w_o, w.b_o, out], rows, heads * d_head, 1, d_model)
-}
-
-/// Records `out[r, h·d_head + d] = Σ_m x[r, m] w[h, m, d] + b[h, d]` for x \[rows, inner\],
-/// w \[heads, inner, d_head\], b \[heads, d_head\], out \[rows, heads·d_head\].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn record_projection(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    [x, w, b, out]: [&GpuTensor; 4],
-    rows: usize,
-    inner: usize,
-    heads: usize,
-    d_head: usize,
-) -> Result<()> {
-    let cols = heads * d_head;
-    let vec4 = inner > 0 && inner.is_multiple_of(4) && d_head.is_multiple_of(4);
-    let (shader, entry, (row_tile, col_tile)) =
-        if vec4 { (PROJECT, "project4", (8, 8)) } else { (PROJECT_SCALAR, "project1", (4, 4)) };
-    let col_tiles = cols.div_ceil(col_tile);
-    let count = rows.div_ceil(row_tile) as u64 * col_tiles as u64;
-    if count == 0 {
-        return Ok(());
-    }
-    let params = ProjectParams {
-        rows: u32_of(rows, "rows")?,
-        inner: u32_of(inner, "d_model")?,
-        heads: u32_of(heads, "heads")?,
-        d_head: u32_of(d_head, "d_head")?,
-        cols: u32_of(cols, "columns")?,
-        count: u32_of(count as usize, "projection tiles")?,
-        col_tiles: u32_of(col_tiles, "column tiles")?,
-        _pad: 0,
-    };
-    let grid = gpu.grid(count.div_ceil(WORKGROUP), "attention_layer projection workgroups")?;
-    let kernel = gpu.kernel::<ProjectParams>(shader, entry, &[])?;
-    kernel.record(gpu, encoder, &params, &[x.buffer(), w.buffer(), b.buffer(), out.buffer()], grid);
-    Ok(())
+    let gemm = Gemm { bias: Some(w.b_o), ..Gemm::default() };
+    record_gemm(gpu, encoder, &z.reshaped(&[rows, cols])?, &w.w_o.reshaped(&[cols, d_model])?, &out.reshaped(&[rows, d_model])?, &gemm)
 }

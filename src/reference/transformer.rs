@@ -16,10 +16,11 @@ use ndarray::{s, ArrayD, ArrayViewD, Axis, Ix2, Ix4, IxDyn};
 use crate::error::{Error, Result};
 use crate::reference::attention::attention_scores;
 use crate::reference::gelu::gelu;
-use crate::transformer::config::{Activation, Config};
-use crate::transformer::hooks::{check_interventions, check_tokens, find, hooks, Cache, Hook, Names};
-use crate::transformer::intervention::{apply_host, Intervention};
-use crate::transformer::weights::Weights;
+use crate::model::config::{Activation, Config};
+use crate::model::hooks::{check_interventions, check_tokens, find, hooks, Cache, Hook, Names};
+use crate::model::intervention::{apply_host, Intervention};
+use crate::model::weights::Weights;
+use crate::spec::attention::visible_keys;
 
 #[path = "transformer_forms.rs"]
 pub mod forms;
@@ -46,7 +47,7 @@ pub fn forward(
     weights.check_shapes(config, |a| a.shape())?;
     names.check(config)?;
     // attn.hook_result on request: computed head by head, as with use_attn_result.
-    let config = &*crate::transformer::hooks::run_config(config, names, interventions);
+    let config = &*crate::model::hooks::run_config(config, names, interventions);
     let hooks = hooks(config, batch, seq);
     check_interventions(&hooks, interventions)?;
     let mut run = Run { hooks, names, interventions, cache: Cache::default() };
@@ -206,7 +207,7 @@ fn attention(
         for h in 0..heads {
             for i in 0..seq {
                 // Keys past the query stay masked whatever an intervention wrote there.
-                let seen = if config.causal { i + 1 } else { seq };
+                let seen = visible_keys(config.causal, seq, seq, i);
                 let p = pattern4.slice(s![b, h, i, ..seen]);
                 z.slice_mut(s![b, i, h, ..]).assign(&p.dot(&v4.slice(s![b, ..seen, h, ..])));
             }
@@ -234,7 +235,7 @@ fn masked_softmax(scores: &ArrayD<f64>, causal: bool) -> ArrayD<f64> {
     let mut pattern = scores.clone();
     let seq = scores.shape()[2];
     for (n, mut row) in pattern.lanes_mut(Axis(3)).into_iter().enumerate() {
-        let seen = if causal { n % seq + 1 } else { seq };
+        let seen = visible_keys(causal, seq, seq, n % seq);
         let max = row.slice(s![..seen]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         if max == f64::NEG_INFINITY {
             row.fill(0.0);

@@ -11,8 +11,8 @@ pub use crate::spec::tokens::token_ids;
 use super::Run;
 use crate::error::{Error, Result};
 use crate::reference::layer_norm::layer_norm_full;
-use crate::transformer::config::{Config, NormForm};
-use crate::transformer::weights::LayerNormWeights;
+use crate::model::config::{Config, NormForm};
+use crate::model::weights::LayerNormWeights;
 
 fn shape_err(e: ndarray::ShapeError) -> Error {
     Error::Shape(e.to_string())

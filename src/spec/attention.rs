@@ -31,14 +31,21 @@ impl AttentionDims {
         [self.batch, self.heads, self.sq, self.sk]
     }
 
-    /// How many keys query `i` sees: all `Sk`, or under the causal mask the keys `j <= i + Sk - Sq`.
+    /// How many keys query `i` sees ([`visible_keys`] for these sizes).
     pub fn visible(&self, causal: bool, i: usize) -> usize {
-        if causal {
-            // Sk less the queries after i (Sq - i - 1), without overflowing for any sizes.
-            self.sk.saturating_sub(self.sq.saturating_sub(i.saturating_add(1)))
-        } else {
-            self.sk
-        }
+        visible_keys(causal, self.sq, self.sk, i)
+    }
+}
+
+/// How many keys query `i` of `sq` sees among `sk`: all of them, or under SPEC's (bottom-right)
+/// causal mask the keys `j <= i + sk - sq` (with `sq == sk`, the keys `j <= i`). The one home
+/// of the causal mask for the host code: the float64 references and the model's all use it.
+pub fn visible_keys(causal: bool, sq: usize, sk: usize, i: usize) -> usize {
+    if causal {
+        // sk less the queries after i (sq - i - 1), without overflowing for any sizes.
+        sk.saturating_sub(sq.saturating_sub(i.saturating_add(1)))
+    } else {
+        sk
     }
 }
 

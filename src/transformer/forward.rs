@@ -136,7 +136,7 @@ pub(super) fn record(
             Action::Zero => Edit::Zero,
             Action::Scale(f) => Edit::Scale(*f),
             Action::Replace(Patch::Host(a)) => Edit::Take(GpuTensor::upload(gpu, a.view(), "patch")?),
-            Action::Replace(Patch::Gpu(t)) => Edit::Take(t.clone()),
+            Action::Replace(Patch::Gpu(t)) => Edit::Take(crate::transformer::intervention::gpu_patch(t.as_ref(), &intervention.hook)?.clone()),
         };
         interventions.push(Prepared { hook: intervention.hook.clone(), sel, edit });
     }

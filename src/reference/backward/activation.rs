@@ -12,7 +12,7 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use super::same_shape;
 use crate::error::Result;
-use crate::ops::gelu::Gelu;
+use crate::spec::gelu::Gelu;
 use crate::reference::gelu::erfc;
 
 /// The derivative of the tanh GELU at `x`.

@@ -17,9 +17,9 @@ use super::train::{train, Optimizer};
 use crate::compare::{Comparison, Tolerance};
 use crate::error::{fmt_shape, Error, Result};
 use crate::fixture::Fixture;
-use crate::transformer::hooks::Names;
-use crate::transformer::weights::Weights;
-use crate::transformer::Config;
+use crate::model::hooks::Names;
+use crate::model::weights::Weights;
+use crate::model::config::Config;
 
 /// `transformer_grad`'s `loss`: `1e-5 + 1e-4 |want|`.
 pub const GRAD_LOSS: Tolerance = Tolerance { atol: 1e-5, rtol: 1e-4 };

@@ -34,13 +34,13 @@ use super::{reshaped, shape_err};
 use crate::error::{Error, Result};
 use crate::reference::attention_layer::AttentionWeights;
 use crate::reference::transformer::forward;
-use crate::transformer::hooks::{hooks, Cache, Names};
-use crate::transformer::intervention::Intervention;
-use crate::transformer::weights::Weights;
+use crate::model::hooks::{hooks, Cache, Names};
+use crate::model::intervention::Intervention;
+use crate::model::weights::Weights;
 
 #[path = "model_forms.rs"]
 pub mod forms;
-use crate::transformer::Config;
+use crate::model::config::Config;
 
 /// The result of a float64 backward pass.
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ pub fn transformer_grad(
     names: &Names,
     interventions: &[Intervention],
 ) -> Result<TransformerGrad> {
-    let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
+    let (batch, seq) = crate::model::hooks::check_tokens(config, tokens.view())?;
     // Targets first: a bad one is refused before any work.
     super::loss::check_targets(&[batch, seq, config.d_vocab_out], targets.view())?;
     metric_grad(config, weights, tokens, |logits| {
@@ -87,12 +87,12 @@ pub fn metric_grad(
     interventions: &[Intervention],
 ) -> Result<TransformerGrad> {
     names.check(config)?;
-    let (batch, seq) = crate::transformer::check_tokens(config, tokens.view())?;
+    let (batch, seq) = crate::model::hooks::check_tokens(config, tokens.view())?;
     let run = forward(config, weights, tokens.view(), &Names::All, interventions)?;
     let (metric, d_logits) = seed(&run.logits)?;
     super::same_shape("the metric's d/d logits", d_logits.shape(), run.logits.shape())?;
     // attn.hook_result on request: the forward computed it head by head, as with use_attn_result.
-    let config = &*crate::transformer::hooks::run_config(config, names, interventions);
+    let config = &*crate::model::hooks::run_config(config, names, interventions);
     let mut walk = Walk {
         config,
         acts: run.cache,

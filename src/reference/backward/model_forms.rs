@@ -19,10 +19,10 @@ use crate::reference::backward::linear::column_sums;
 use crate::reference::backward::same_shape;
 use crate::reference::layer_norm::layer_norm_full;
 use crate::reference::transformer::forms::{repeat_heads, rms_norm, solu};
-use crate::transformer::config::{Activation, NormForm};
-use crate::transformer::hooks::find;
-use crate::transformer::intervention::apply_host;
-use crate::transformer::weights::LayerNormWeights;
+use crate::model::config::{Activation, NormForm};
+use crate::model::hooks::find;
+use crate::model::intervention::apply_host;
+use crate::model::weights::LayerNormWeights;
 
 /// `dx` for RMS norm on `x` given `dc` (the direct part `dn / s'`) and `d_scale` (d/d`s`, after
 /// any intervention on it): `dx = dc + ds x / (N s)`.
@@ -190,7 +190,7 @@ impl Walk<'_> {
         p: &str,
         l: usize,
         resid: &ArrayD<f64>,
-        block: &crate::transformer::weights::BlockWeights<ArrayD<f64>>,
+        block: &crate::model::weights::BlockWeights<ArrayD<f64>>,
         g_attn: ArrayD<f64>,
     ) -> Result<ArrayD<f64>> {
         let config = self.config;

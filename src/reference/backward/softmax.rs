@@ -9,6 +9,7 @@ use ndarray::{s, ArrayD, ArrayViewD, Axis, Zip};
 
 use super::same_shape;
 use crate::error::Result;
+use crate::spec::attention::visible_keys;
 
 /// `dx` for `y = softmax(x)` along the last axis, given `y` and `dy` of one shape.
 pub fn softmax_backward(y: ArrayViewD<'_, f64>, dy: ArrayViewD<'_, f64>) -> Result<ArrayD<f64>> {
@@ -36,16 +37,16 @@ pub fn causal_softmax(scores: ArrayViewD<'_, f64>) -> ArrayD<f64> {
     };
     let last = Axis(scores.ndim() - 1);
     for (n, mut row) in pattern.lanes_mut(last).into_iter().enumerate() {
-        let i = n % seq.max(1);
-        let max = row.slice(s![..=i]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let seen = visible_keys(true, seq, seq, n % seq.max(1)).min(row.len());
+        let max = row.slice(s![..seen]).fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         if max == f64::NEG_INFINITY {
             row.fill(0.0);
             continue;
         }
-        row.slice_mut(s![..=i]).mapv_inplace(|v| (v - max).exp());
-        let sum = row.slice(s![..=i]).sum();
-        row.slice_mut(s![..=i]).mapv_inplace(|v| v / sum);
-        row.slice_mut(s![i + 1..]).fill(0.0);
+        row.slice_mut(s![..seen]).mapv_inplace(|v| (v - max).exp());
+        let sum = row.slice(s![..seen]).sum();
+        row.slice_mut(s![..seen]).mapv_inplace(|v| v / sum);
+        row.slice_mut(s![seen..]).fill(0.0);
     }
     pattern
 }

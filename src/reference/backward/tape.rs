@@ -11,8 +11,8 @@ use ndarray::ArrayD;
 
 use super::same_shape;
 use crate::error::Result;
-use crate::transformer::hooks::{find, Cache, Hook, Names};
-use crate::transformer::intervention::{Action, Intervention};
+use crate::model::hooks::{find, Cache, Hook, Names};
+use crate::model::intervention::{Action, Intervention};
 
 /// Hook-gradient bookkeeping for one backward pass.
 pub(crate) struct Tape<'a> {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::adamw::{adamw, clip_grad_norm, AdamW};
 use super::model::transformer_grad;
 use crate::error::{fmt_shape, Error, Result};
-use crate::transformer::hooks::Names;
-use crate::transformer::weights::Weights;
-use crate::transformer::Config;
+use crate::model::hooks::Names;
+use crate::model::weights::Weights;
+use crate::model::config::Config;
 
 /// The `"optimizer"` object of a `train` fixture's JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
