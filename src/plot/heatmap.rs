@@ -8,6 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::ticks::{integer_ticks, Ticked};
 use crate::error::{Error, Result};
 
 /// One heat map.
@@ -88,6 +89,23 @@ pub fn colour(v: f64, max: f64, diverging: bool) -> RGBColor {
     }
 }
 
+/// At most this many labelled columns and rows; longer axes label every 2nd, 5th, 10th… cell.
+const MAX_X_LABELS: usize = 16;
+const MAX_Y_LABELS: usize = 24;
+
+/// An axis of `n` cells centred on 0…n−1, its ticks on whole cells only (a layer, head or
+/// position is never 0.5).
+/// `flip`: rows drawn top to bottom, so the thinned ticks fall on rows 0, 5, 10… counted from
+/// the top.
+fn cells(n: usize, max_labels: usize, flip: bool) -> Ticked {
+    let (lo, hi) = (-0.5, n as f64 - 0.5);
+    let mut ticks = integer_ticks(lo, hi, max_labels);
+    if flip {
+        ticks = ticks.iter().rev().map(|t| (n - 1) as f64 - t).collect();
+    }
+    Ticked::new(lo..hi, ticks)
+}
+
 type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
 
@@ -101,7 +119,7 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
         .margin(10)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(-0.5..nx as f64 - 0.5, -0.5..ny as f64 - 0.5)?;
+        .build_cartesian_2d(cells(nx, MAX_X_LABELS, false), cells(ny, MAX_Y_LABELS, true))?;
     // Cells are centred on whole numbers; a tick there gets the cell's label, others none.
     let label = |labels: &[String], v: &f64, flip: bool| {
         let i = v.round();
@@ -116,8 +134,6 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
         .disable_mesh()
         .x_desc(map.x_label.as_str())
         .y_desc(map.y_label.as_str())
-        .x_labels(nx)
-        .y_labels(ny)
         .x_label_formatter(&|v| label(&map.columns, v, false))
         .y_label_formatter(&|v| label(&map.rows, v, true))
         .label_style(("sans-serif", 12))
@@ -136,8 +152,9 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
 fn draw_bar(bar: &Panel<'_>, max: f64, diverging: bool) -> DrawResult {
     let top = if max > 0.0 { max } else { 1.0 };
     let bottom = if diverging { -top } else { 0.0 };
-    let mut chart = ChartBuilder::on(bar).margin_top(40).margin_bottom(54).margin_right(8).y_label_area_size(60).build_cartesian_2d(0.0..1.0, bottom..top)?;
-    chart.configure_mesh().disable_mesh().disable_x_axis().y_labels(5).y_label_formatter(&|v| format!("{v:.3}")).label_style(("sans-serif", 11)).draw()?;
+    let ticks = super::ticks::linear_ticks(bottom, top, 7);
+    let mut chart = ChartBuilder::on(bar).margin_top(40).margin_bottom(54).margin_right(8).y_label_area_size(60).build_cartesian_2d(0.0..1.0, Ticked::new(bottom..top, ticks))?;
+    chart.configure_mesh().disable_mesh().disable_x_axis().y_label_formatter(&|v| super::tick(*v)).label_style(("sans-serif", 11)).draw()?;
     let steps = 100;
     chart.draw_series((0..steps).map(|i| {
         let (a, b) = (bottom + (top - bottom) * i as f64 / steps as f64, bottom + (top - bottom) * (i + 1) as f64 / steps as f64);
