@@ -208,7 +208,7 @@ fn dla(gpu: &Gpu, args: &ModelArgs) -> Result<String> {
         ("dla.heads".into(), grid),
         ("dla.attn_out".into(), vec1(attn)?),
         ("dla.mlp_out".into(), vec1(mlp)?),
-        ("dla.embed".into(), vec1(part_mean[..2].to_vec())?),
+        ("dla.embed".into(), vec1(part_mean[..if config.shortformer { 1 } else { 2 }].to_vec())?),
     ])?;
     write_heatmaps(&args.png, &maps, 520, 420)?;
     let best = head_mean.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(i, v)| format!("L{}H{} {v:.4}", i / nh.max(1), i % nh.max(1))).unwrap_or_default();
