@@ -46,6 +46,30 @@ pub fn draw_heatmaps(maps: &[Heatmap], width: u32, height: u32) -> Result<image:
 
 /// Draws `maps` in rows of `per_row` panels (at least 1), each `width` × `height` pixels.
 pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
+    let groups: Vec<usize> = (0..maps.len()).collect();
+    draw_heatmap_groups(maps, &groups, per_row, width, height)
+}
+
+/// [`write_heatmaps`] where maps with the same `groups` entry share one colour scale (the
+/// panels of one three-dimensional sweep, one per layer, compare by colour).
+pub fn write_heatmap_groups(path: &Path, maps: &[Heatmap], groups: &[usize], width: u32, height: u32) -> Result<()> {
+    let image = draw_heatmap_groups(maps, groups, 3, width, height)?;
+    crate::io::write_atomic(path, |w| {
+        image.write_to(w, image::ImageFormat::Png).map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot write the PNG: {e}") })
+    })
+}
+
+/// The largest finite |value| of a map.
+fn largest(map: &Heatmap) -> f64 {
+    map.values.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// [`draw_heatmap_grid`] with a colour scale per group of maps (`groups[i]` is map i's group).
+pub fn draw_heatmap_groups(maps: &[Heatmap], groups: &[usize], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
+    if groups.len() != maps.len() {
+        return Err(Error::Input(format!("heat maps: {} maps but {} group numbers", maps.len(), groups.len())));
+    }
+    let scale = |g: usize| maps.iter().zip(groups).filter(|(_, &h)| h == g).map(|(m, _)| largest(m)).fold(0.0f64, f64::max);
     for m in maps {
         if m.values.len() != m.rows.len() || m.values.iter().any(|r| r.len() != m.columns.len()) || m.columns.is_empty() {
             return Err(Error::Input(format!("heat map \"{}\": values must be {} rows of {} columns (at least one)", m.title, m.rows.len(), m.columns.len())));
@@ -63,8 +87,8 @@ pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u
         let err = |e: &dyn std::fmt::Display| Error::Input(format!("plot: {e}"));
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let panels = root.split_evenly((grid_rows, cols));
-        for (map, panel) in maps.iter().zip(panels.iter()) {
-            draw_one(map, panel).map_err(|e| err(&e))?;
+        for ((map, panel), &g) in maps.iter().zip(panels.iter()).zip(groups) {
+            draw_one(map, scale(g), panel).map_err(|e| err(&e))?;
         }
         root.present().map_err(|e| err(&e))?;
     }
@@ -109,8 +133,8 @@ fn cells(n: usize, max_labels: usize, flip: bool) -> Ticked {
 type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
 
-fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
-    let max = map.values.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+/// One map, its colours scaled to ±`max` (or 0..`max`).
+fn draw_one(map: &Heatmap, max: f64, panel: &Panel<'_>) -> DrawResult {
     let (w, _) = panel.dim_in_pixel();
     let (grid, bar) = panel.split_horizontally(w.saturating_sub(110).max(1));
     let (nx, ny) = (map.columns.len(), map.rows.len());
