@@ -186,3 +186,27 @@ fn draw_bar(bar: &Panel<'_>, max: f64, diverging: bool) -> DrawResult {
     }))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(values: Vec<Vec<f64>>) -> Heatmap {
+        let (rows, cols) = (values.len(), values[0].len());
+        Heatmap { title: "t".into(), x_label: "x".into(), y_label: "y".into(), columns: (0..cols).map(|c| c.to_string()).collect(), rows: (0..rows).map(|r| r.to_string()).collect(), values, diverging: true }
+    }
+
+    /// Maps of one group share a scale: a small map beside a large one in its group is drawn
+    /// pale, alone in its own group deep red.
+    #[test]
+    fn groups_share_one_colour_scale() {
+        let (small, large) = (map(vec![vec![1.0]]), map(vec![vec![10.0]]));
+        let reddest = |img: &image::RgbImage| img.pixels().map(|p| i32::from(p.0[0]) - i32::from(p.0[1])).max().unwrap_or(0);
+        let shared = draw_heatmap_groups(&[small.clone(), large.clone()], &[0, 0], 2, 300, 240).unwrap();
+        let own = draw_heatmap_groups(&[small.clone(), large.clone()], &[0, 1], 2, 300, 240).unwrap();
+        let left = |img: &image::RgbImage| image::imageops::crop_imm(img, 0, 0, 190, 240).to_image();
+        assert!(reddest(&left(&shared)) < reddest(&left(&own)) / 2, "{} vs {}", reddest(&left(&shared)), reddest(&left(&own)));
+        let err = draw_heatmap_groups(&[small], &[0, 1], 2, 300, 240).unwrap_err().to_string();
+        assert!(err.contains("group"), "{err}");
+    }
+}
