@@ -14,6 +14,7 @@ use plotters::style::FontStyle;
 use crate::error::{Error, Result};
 
 pub mod heatmap;
+pub mod ticks;
 
 /// DejaVu Sans (its licence is beside it in `assets/fonts/`), so text renders on any machine.
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -101,6 +102,10 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
     let mut builder = ChartBuilder::on(panel);
     builder.caption(&chart.title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(64);
     let style = |i: usize| COLOURS[i % COLOURS.len()].stroke_width(2);
+    // Our own ticks: whole numbers when every x is one (layers, steps), and labelled ticks on a
+    // log axis whatever its range (see `ticks`).
+    let x_ticks = if points.iter().all(|p| p.0.fract() == 0.0) { ticks::integer_ticks(x0, x1, 10) } else { ticks::linear_ticks(x0, x1, 8) };
+    let y_ticks = if chart.log_y { ticks::log_ticks(y0, y1) } else { ticks::linear_ticks(y0, y1, 8) };
     macro_rules! lines {
         ($ctx:expr) => {{
             let mut ctx = $ctx;
@@ -119,24 +124,42 @@ fn draw_one(chart: &LineChart, panel: &Panel<'_>) -> DrawResult {
             ctx.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 13)).draw()?;
         }};
     }
+    let x_range = ticks::Ticked::new(x0..x1, x_ticks);
     if chart.log_y {
-        lines!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
+        lines!(builder.build_cartesian_2d(x_range, (y0..y1).log_scale().with_key_points(y_ticks))?);
     } else {
-        lines!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
+        lines!(builder.build_cartesian_2d(x_range, ticks::Ticked::new(y0..y1, y_ticks))?);
     }
     Ok(())
 }
 
 /// An axis tick: whole numbers without a decimal point (steps, epochs), others to six decimals
-/// without trailing zeros, and very small or large ones as `1e-5` (a log axis's 9.999999e-6).
-fn tick(x: f64) -> String {
+/// without trailing zeros, and very small or large ones in exponent form to six significant
+/// digits (`1e-5` for a log axis's 9.999999e-6, `2.5e-6`).
+pub fn tick(x: f64) -> String {
     let a = x.abs();
     if x == 0.0 || (x.fract() == 0.0 && a < 1e6) {
         return format!("{x:.0}");
     }
     if !(1e-3..1e6).contains(&a) {
-        return format!("{x:.0e}");
+        let scale = 10f64.powi(5 - a.log10().floor() as i32);
+        return format!("{:e}", (x * scale).round() / scale);
     }
     let fixed = format!("{x:.6}");
     fixed.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    /// Tick labels: short, and exact enough to tell neighbouring ticks apart.
+    #[test]
+    fn tick_labels() {
+        assert_eq!(tick(3.0), "3");
+        assert_eq!(tick(2.8), "2.8");
+        assert_eq!(tick(9.999999e-6), "1e-5");
+        assert_eq!(tick(2.5e-6), "2.5e-6");
+        assert_eq!(tick(0.001), "0.001");
+    }
 }

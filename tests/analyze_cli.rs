@@ -84,9 +84,9 @@ fn patch_heat_maps_are_drawn_and_bad_inputs_refused() {
     let png = dir.join("sweeps.png");
     let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", png.to_str().unwrap()]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    // The summary names what it drew and what it left out (z_by_pos is three-dimensional).
+    // The summary names what it drew: z_by_pos (three axes) as one map per layer (2 layers).
     let said = String::from_utf8_lossy(&run.stdout);
-    assert!(said.contains("2 heat maps (patch.resid_pre, patch.z_all_pos)") && said.contains("not drawn (not two-dimensional): patch.z_by_pos"), "{said}");
+    assert!(said.contains("4 heat maps (patch.resid_pre, patch.z_all_pos, patch.z_by_pos (one per layer))") && !said.contains("not drawn"), "{said}");
     assert_picture(&png, 800);
     // The picture may not replace its input.
     let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", sweeps.to_str().unwrap()]);

@@ -28,7 +28,7 @@ fn cases() -> Vec<Case> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lens");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "npz")).collect();
     paths.sort();
-    assert!(paths.len() >= 3, "want the three lens cases (LN, LNPre, no norm), found {}", paths.len());
+    assert!(paths.len() >= 6, "want the six lens cases (LN, LNPre, no norm, RMS, RMSPre, shortformer), found {}", paths.len());
     paths
         .into_iter()
         .map(|path| {
@@ -122,9 +122,9 @@ fn bad_inputs_are_refused_by_name() {
     assert!(err.contains("one token below"), "{err}");
     let err = resid::logit_attrs(&stack, &w_u, &[0], None).unwrap_err().to_string();
     assert!(err.contains("per row of 2"), "{err}");
-    let mut short = case.config.clone();
-    short.shortformer = true;
-    assert!(resid::check_config(&short).unwrap_err().to_string().contains("shortformer"));
+    let mut none = case.config.clone();
+    none.n_layers = 0;
+    assert!(resid::check_config(&none).unwrap_err().to_string().contains("n_layers is 0"));
 }
 
 /// Central differences of `metric` at a few random logits against its analytic gradient.

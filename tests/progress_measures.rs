@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 use std::path::Path;
 
 use ndarray::{Array3, Ix2, Ix3};
-use shaderlens::analysis::progress::{addition_loss, embedding_norms, fourier_basis, key_frequencies, key_part, measure};
+use shaderlens::analysis::progress::{addition_loss, embedding_norms, fourier_basis, key_frequencies, key_part, measure, neuron_logit_norms};
 use shaderlens::fixture::Fixture;
 
 fn close(got: f64, want: f64, what: &str) {
@@ -73,6 +73,27 @@ fn key_frequencies_are_the_largest_norms_without_the_constant() {
     assert!(n.iter().enumerate().all(|(i, &x)| i == 3 || x < 1e-9), "{n:?}");
 }
 
+/// A synthetic MLP whose neurons write to the outputs only through cos and sin of frequency 4
+/// (W_U's two directions) plus the constant: the neuron–logit map's key frequency is 4, and
+/// every other frequency has no norm, whatever W_out mixes.
+#[test]
+fn neuron_logit_map_finds_the_known_key_frequency() {
+    let (p, d_mlp) = (13, 6);
+    let w_u = ndarray::Array2::from_shape_fn((3, p + 2), |(j, c)| {
+        let t = 2.0 * PI * (4 * c) as f64 / p as f64;
+        [t.cos(), t.sin(), 0.5][j]
+    });
+    let w_out = ndarray::Array2::from_shape_fn((d_mlp, 3), |(n, j)| ((n * 5 + j * 3) % 7) as f64 - 3.0);
+    let norms = neuron_logit_norms(w_out.view(), w_u.view(), p).unwrap();
+    assert_eq!(norms.len(), 7);
+    assert_eq!(key_frequencies(&norms, 1).unwrap(), [4]);
+    assert!(norms[4] > 1.0 && norms[0] > 1.0, "{norms:?}");
+    assert!(norms.iter().enumerate().all(|(k, &x)| k == 0 || k == 4 || x < 1e-9), "{norms:?}");
+    // Shapes that do not chain are refused by name.
+    let err = neuron_logit_norms(w_out.view(), w_u.t(), p).unwrap_err().to_string();
+    assert!(err.contains("W_out") && err.contains("W_U"), "{err}");
+}
+
 #[test]
 fn bad_inputs_are_refused_by_name() {
     let bad = Array3::<f64>::zeros((3, 3, 4));
@@ -97,6 +118,8 @@ fn measure_runs_the_model_on_every_pair() {
     let m = measure(&c.model, &w, 7, &train, 2).unwrap();
     assert_eq!(m.key_frequencies.len(), 2);
     assert_eq!(m.embedding_norms.len(), 4);
+    assert_eq!(m.neuron_logit_norms.as_ref().map(Vec::len), Some(4));
+    assert_eq!(m.neuron_logit_key_frequencies.as_ref().map(Vec::len), Some(2));
     close(m.total_squared_weight, shaderlens::train::global_norm(&w).powi(2), "total squared weight");
     assert!(m.restricted_loss.is_finite() && m.excluded_loss.is_finite());
     assert!(measure(&c.model, &w, 5, &train, 2).unwrap_err().to_string().contains("d_vocab_out"));

@@ -37,7 +37,7 @@ pub enum AnalyzeCommand {
     /// difference answer − wrong at the last position (final norm's scale applied).
     Dla(ModelArgs),
     /// Heat maps of the sweeps `shaderlens patch` wrote: layer × position (tokens on the x axis),
-    /// layer × head.
+    /// layer × head, and z_by_pos as head × position per layer.
     Patch(PatchPngArgs),
     /// Grokking's progress measures (Nanda et al. 2023) of a checkpoint or of every checkpoint of
     /// a run: embedding norm per frequency, key frequencies, restricted and excluded loss, total
@@ -81,7 +81,7 @@ pub fn run(what: &AnalyzeCommand) -> Result<String> {
     match what {
         AnalyzeCommand::Lens(args) => lens(&Gpu::new()?, args),
         AnalyzeCommand::Dla(args) => dla(&Gpu::new()?, args),
-        AnalyzeCommand::Patch(args) => patch_png(args),
+        AnalyzeCommand::Patch(args) => super::sweep_png::patch_png(args),
         AnalyzeCommand::Progress(args) => super::progress_cli::progress(args),
     }
 }
@@ -208,51 +208,9 @@ fn dla(gpu: &Gpu, args: &ModelArgs) -> Result<String> {
         ("dla.heads".into(), grid),
         ("dla.attn_out".into(), vec1(attn)?),
         ("dla.mlp_out".into(), vec1(mlp)?),
-        ("dla.embed".into(), vec1(part_mean[..2].to_vec())?),
+        ("dla.embed".into(), vec1(part_mean[..if config.shortformer { 1 } else { 2 }].to_vec())?),
     ])?;
     write_heatmaps(&args.png, &maps, 520, 420)?;
     let best = head_mean.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).map(|(i, v)| format!("L{}H{} {v:.4}", i / nh.max(1), i % nh.max(1))).unwrap_or_default();
     Ok(format!("wrote {} and {}: direct logit attribution of {} heads; largest |attribution| {best}", args.out.display(), args.png.display(), nl * nh))
-}
-
-/// `analyze patch`: one heat map per 2-D sweep in the npz.
-fn patch_png(args: &PatchPngArgs) -> Result<String> {
-    crate::io::check_outputs(&[("--sweeps", args.sweeps.as_path())], &[("--png", args.png.as_path())])?;
-    let npz = Fixture::open(&args.sweeps)?;
-    let file = |e: Error| Error::File { path: args.sweeps.display().to_string(), message: e.to_string() };
-    let clean = npz.int_array("clean").map_err(file)?;
-    let keys: Vec<String> = npz.names().filter(|k| k.starts_with("patch.")).map(str::to_string).collect();
-    let (mut maps, mut drawn, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for key in &keys {
-        let a = npz.expected(key).map_err(file)?;
-        let &[layers, cols] = a.shape() else {
-            skipped.push(key.as_str());
-            continue;
-        };
-        drawn.push(key.as_str());
-        let by_position = matches!(key.as_str(), "patch.resid_pre" | "patch.attn_out" | "patch.mlp_out");
-        let columns = if by_position {
-            (0..cols).map(|s| format!("{}:{}", s, clean.get([0, s]).copied().unwrap_or(-1))).collect()
-        } else {
-            (0..cols).map(|h| h.to_string()).collect()
-        };
-        maps.push(Heatmap {
-            title: format!("{} (patched metric)", key.trim_start_matches("patch.")),
-            x_label: if by_position { "position:token (prompt 0)".into() } else { "head".into() },
-            y_label: "layer".into(),
-            columns,
-            rows: (0..layers).map(|l| l.to_string()).collect(),
-            values: (0..layers).map(|l| a.index_axis(Axis(0), l).iter().copied().collect()).collect(),
-            diverging: true,
-        });
-    }
-    if maps.is_empty() {
-        return Err(Error::Input(format!("--sweeps {}: no two-dimensional patch.<sweep> array to draw", args.sweeps.display())));
-    }
-    write_heatmaps(&args.png, &maps, 480, 420)?;
-    let mut summary = format!("drew {}: {} heat maps ({})", args.png.display(), maps.len(), drawn.join(", "));
-    if !skipped.is_empty() {
-        summary.push_str(&format!("; not drawn (not two-dimensional): {}", skipped.join(", ")));
-    }
-    Ok(summary)
 }

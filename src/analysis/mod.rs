@@ -23,6 +23,7 @@ pub mod progress;
 pub mod progress_cli;
 pub mod progress_train;
 pub mod sweep;
+pub mod sweep_png;
 
 use ndarray::ArrayD;
 

@@ -11,7 +11,11 @@
 //!   p × p × p logit table, a, b the inputs and c the output), over every pair (a, b);
 //! - the excluded loss: the cross-entropy of the logits with those components removed, over the
 //!   training pairs;
-//! - the total squared weight: the sum of squares of every parameter.
+//! - the total squared weight: the sum of squares of every parameter;
+//! - the neuron–logit map's norm per frequency ([`neuron_logit_norms`]): `W_L = W_out · W_U`
+//!   (last MLP's neurons to the outputs 0..p−1) in the Fourier basis over the output, the other
+//!   place where Nanda et al. read the key frequencies; its own key frequencies beside the
+//!   embedding's.
 //!
 //! Everything here is float64 on the host: [`measure`] runs the float64 reference forward
 //! (`crate::reference::transformer::forward`) on all p² pairs and works on its logits. The
@@ -42,6 +46,12 @@ pub struct Progress {
     pub excluded_loss: f64,
     /// The sum of squares of every parameter.
     pub total_squared_weight: f64,
+    /// The neuron–logit map's norm per frequency ([`neuron_logit_norms`]); absent without MLPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neuron_logit_norms: Option<Vec<f64>>,
+    /// The key frequencies of [`Progress::neuron_logit_norms`], ascending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neuron_logit_key_frequencies: Option<Vec<usize>>,
 }
 
 /// The unit-norm Fourier basis of Z_p as rows \[p, p\]: row 0 the constant, rows 2k−1 and 2k
@@ -75,6 +85,19 @@ pub fn embedding_norms(w_e: ArrayView2<'_, f64>, p: usize) -> Result<Vec<f64>> {
     let basis = fourier_basis(p)?;
     let coefficients = basis.dot(&w_e.slice(ndarray::s![..p, ..]));
     let sq = |r: usize| coefficients.row(r).dot(&coefficients.row(r));
+    Ok((0..=(p - 1) / 2).map(|k| if k == 0 { sq(0).sqrt() } else { (sq(2 * k - 1) + sq(2 * k)).sqrt() }).collect())
+}
+
+/// The norm per frequency of the neuron–logit map `W_L = w_out · w_u[:, ..p]` \[d_mlp, p\]
+/// in the Fourier basis over the output c (all neurons together): (p+1)/2 values, index 0 the
+/// constant's. `w_out` is \[d_mlp, d_model\], `w_u` \[d_model, d_vocab_out ≥ p\].
+pub fn neuron_logit_norms(w_out: ArrayView2<'_, f64>, w_u: ArrayView2<'_, f64>, p: usize) -> Result<Vec<f64>> {
+    if w_out.ncols() != w_u.nrows() || w_u.ncols() < p {
+        return Err(Error::Shape(format!("progress measures: W_out is {:?} and W_U {:?}; want [d_mlp, d_model] and [d_model, at least p = {p}]", w_out.shape(), w_u.shape())));
+    }
+    let w_l = w_out.dot(&w_u.slice(ndarray::s![.., ..p]));
+    let coefficients = w_l.dot(&fourier_basis(p)?.t());
+    let sq = |r: usize| coefficients.column(r).dot(&coefficients.column(r));
     Ok((0..=(p - 1) / 2).map(|k| if k == 0 { sq(0).sqrt() } else { (sq(2 * k - 1) + sq(2 * k)).sqrt() }).collect())
 }
 
@@ -156,13 +179,25 @@ pub fn measure(config: &Config, weights: &Weights<ArrayD<f64>>, p: usize, train:
     let logits = logit_table(config, weights, p)?;
     let part = key_part(logits.view(), &key_frequencies)?;
     let all: Vec<(usize, usize)> = (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).collect();
+    let neuron_logit_norms = match weights.blocks.last().and_then(|b| b.mlp.as_ref()) {
+        Some(mlp) => Some(neuron_logit_norms(two_d(&mlp.w_out, "W_out")?, two_d(&weights.w_u, "unembed.W_U")?, p)?),
+        None => None,
+    };
+    let neuron_logit_key_frequencies = neuron_logit_norms.as_deref().map(|n| self::key_frequencies(n, keys)).transpose()?;
     Ok(Progress {
+        neuron_logit_norms,
+        neuron_logit_key_frequencies,
         restricted_loss: addition_loss(part.view(), &all)?,
         excluded_loss: addition_loss((&logits - &part).view(), train)?,
         total_squared_weight: weights.named().iter().map(|(_, a)| a.iter().map(|x| x * x).sum::<f64>()).sum(),
         key_frequencies,
         embedding_norms,
     })
+}
+
+/// `a` as a matrix, or an error naming it.
+fn two_d<'a>(a: &'a ArrayD<f64>, name: &str) -> Result<ArrayView2<'a, f64>> {
+    a.view().into_dimensionality::<ndarray::Ix2>().map_err(|e| Error::Shape(format!("{name}: {e}")))
 }
 
 /// The (a, b) of each row of `tokens` \[n, 3\] (the modular game's `a b =` rows).

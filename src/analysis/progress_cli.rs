@@ -68,7 +68,7 @@ pub fn progress(args: &ProgressArgs) -> Result<String> {
         let json_path = out.join(format!("progress-{step}.json"));
         let text = serde_json::to_string_pretty(&m).map_err(|e| Error::Input(format!("analyze progress: {e}")))?;
         crate::io::write_atomic(&json_path, |w| write_text(&json_path, w, &(text + "\n")))?;
-        write_spectrum_png(&out.join(format!("spectrum-{step}.png")), &m.embedding_norms, &format!("embedding Fourier spectrum, step {step}"))?;
+        write_spectrum_png(&out.join(format!("spectrum-{step}.png")), &m, &format!("embedding Fourier spectrum, step {step}"))?;
         return Ok(summary(&step, &m, &out));
     }
     let metrics = read_metrics(&run.join("metrics.jsonl"))?;
@@ -91,7 +91,7 @@ pub fn progress(args: &ProgressArgs) -> Result<String> {
     let text: String = rows.iter().map(|m| serde_json::to_string(m).unwrap_or_default() + "\n").collect();
     crate::io::write_atomic(&path, |w| write_text(&path, w, &text))?;
     write_progress_png(&out.join("progress.png"), &rows)?;
-    write_spectrum_png(&out.join("spectrum.png"), &m.embedding_norms, &format!("embedding Fourier spectrum, step {step}"))?;
+    write_spectrum_png(&out.join("spectrum.png"), &m, &format!("embedding Fourier spectrum, step {step}"))?;
     Ok(format!("{} checkpoints measured\n{}", rows.len(), summary(&step, &m, &out)))
 }
 
@@ -123,8 +123,9 @@ fn measure_checkpoint(json: &Path, p: usize, train: &[(usize, usize)], keys: usi
 
 fn summary(step: &str, m: &Progress, out: &Path) -> String {
     format!(
-        "step {step}: key frequencies {:?}, restricted loss {:.4e}, excluded loss {:.4e}, total squared weight {:.2}\nwritten to {}",
+        "step {step}: key frequencies {:?} (embedding), {} (neuron-logit map W_out·W_U), restricted loss {:.4e}, excluded loss {:.4e}, total squared weight {:.2}\nwritten to {}",
         m.key_frequencies,
+        m.neuron_logit_key_frequencies.as_ref().map_or("none: no MLP".to_string(), |k| format!("{k:?}")),
         m.restricted_loss,
         m.excluded_loss,
         m.total_squared_weight,

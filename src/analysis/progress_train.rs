@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::progress::{measure, pairs_of};
+use super::progress::{measure, pairs_of, Progress};
 use crate::error::Result;
 use crate::games::modular::{ModularData, Op};
 use crate::plot::{write_line_charts, LineChart, Series};
@@ -74,14 +74,25 @@ pub fn write_progress_png(path: &Path, history: &[Metrics]) -> Result<()> {
     write_line_charts(path, &charts, 640, 420)
 }
 
-/// Draws the embedding's norm per frequency (index 0 the constant) into a PNG.
-pub fn write_spectrum_png(path: &Path, norms: &[f64], title: &str) -> Result<()> {
-    let chart = LineChart {
+/// Draws the embedding's norm per frequency (index 0 the constant) and, beside it, the
+/// neuron–logit map's (models with an MLP), into a PNG.
+pub fn write_spectrum_png(path: &Path, m: &Progress, title: &str) -> Result<()> {
+    let line = |name: &str, norms: &[f64]| Series { name: name.into(), points: norms.iter().enumerate().map(|(k, &n)| (k as f64, n)).collect() };
+    let mut charts = vec![LineChart {
         title: title.into(),
         x_label: "frequency k (0: constant)".into(),
         y_label: "norm of W_E's Fourier component".into(),
         log_y: false,
-        series: vec![Series { name: "embed.W_E".into(), points: norms.iter().enumerate().map(|(k, &n)| (k as f64, n)).collect() }],
-    };
-    write_line_charts(path, &[chart], 720, 420)
+        series: vec![line("embed.W_E", &m.embedding_norms)],
+    }];
+    if let Some(norms) = &m.neuron_logit_norms {
+        charts.push(LineChart {
+            title: "neuron-logit map W_L = W_out·W_U".into(),
+            x_label: "output frequency k (0: constant)".into(),
+            y_label: "norm of W_L's Fourier component".into(),
+            log_y: false,
+            series: vec![line("W_L (last MLP)", norms)],
+        });
+    }
+    write_line_charts(path, &charts, 720, 420)
 }

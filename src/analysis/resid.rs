@@ -29,7 +29,10 @@ pub struct Stack {
 
 /// The hooks every reading of `config` needs from the forward cache.
 pub fn needed_hooks(config: &Config) -> Vec<String> {
-    let mut out = vec!["hook_embed".to_string(), "hook_pos_embed".to_string()];
+    let mut out = vec!["hook_embed".to_string()];
+    if !config.shortformer {
+        out.push("hook_pos_embed".to_string());
+    }
     for l in 0..config.n_layers {
         out.push(format!("blocks.{l}.hook_resid_pre"));
         out.push(format!("blocks.{l}.attn.hook_z"));
@@ -47,14 +50,11 @@ pub fn needed_hooks(config: &Config) -> Vec<String> {
     out
 }
 
-/// Refuses, by field, the models these readings do not cover: no layers, or shortformer (whose
-/// positional embedding is not part of the residual stream).
+/// Refuses, by field, the models these readings do not cover: no layers. (A shortformer's
+/// positional embedding is not part of the residual stream; [`decompose_resid`] leaves it out.)
 pub fn check_config(config: &Config) -> Result<()> {
     if config.n_layers == 0 {
         return Err(Error::Input("model config: n_layers is 0, so there is no residual stream to read by layer".into()));
-    }
-    if config.shortformer {
-        return Err(Error::Input("model config: positional_embedding_type \"shortformer\" keeps W_pos out of the residual stream; the residual readings need it in".into()));
     }
     Ok(())
 }
@@ -86,11 +86,17 @@ pub fn accumulated_resid(config: &Config, cache: &Cache<ArrayD<f64>>) -> Result<
 }
 
 /// `ActivationCache.decompose_resid()`: `embed`, `pos_embed`, then per layer `{l}_attn_out` and
-/// (with MLPs) `{l}_mlp_out`. The components sum to the final residual stream.
+/// (with MLPs) `{l}_mlp_out`. The components sum to the final residual stream. A shortformer
+/// has no `pos_embed` component (W_pos only enters the queries and keys); TransformerLens 3.9
+/// lists it all the same, so that its components do not sum to the stream; here they do.
 pub fn decompose_resid(config: &Config, cache: &Cache<ArrayD<f64>>) -> Result<Stack> {
     check_config(config)?;
-    let mut labels = vec!["embed".to_string(), "pos_embed".to_string()];
-    let mut parts = vec![get(cache, "hook_embed")?, get(cache, "hook_pos_embed")?];
+    let mut labels = vec!["embed".to_string()];
+    let mut parts = vec![get(cache, "hook_embed")?];
+    if !config.shortformer {
+        labels.push("pos_embed".to_string());
+        parts.push(get(cache, "hook_pos_embed")?);
+    }
     for l in 0..config.n_layers {
         labels.push(format!("{l}_attn_out"));
         parts.push(get(cache, &format!("blocks.{l}.hook_attn_out"))?);

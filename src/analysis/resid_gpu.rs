@@ -7,13 +7,14 @@
 //! and one matmul with `W_U`; direct logit attribution is one batched matmul of the (normalised)
 //! stack with each row's unembedding direction. Only the stacking, the centring and the division
 //! by `ln_final.hook_scale` (elementwise, O(size of the stack)) run on the host, in float64.
-//! RMS final norms are refused on the GPU (the layer-norm kernel centres); the reference has them.
+//! An RMS final norm runs the model's own RMS-norm kernel (no centring, `w` when it has one).
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::resid::{self, Stack};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::tensor::GpuTensor;
 use crate::transformer::{Cache, Config, Model, Names, Weights};
 
 /// Everything `analyze lens` and `analyze dla` read from one forward pass.
@@ -57,9 +58,6 @@ impl Readings {
     pub fn gpu(gpu: &Gpu, model: &Model, tokens: &ArrayD<i64>) -> Result<Self> {
         let config = model.config();
         resid::check_config(config)?;
-        if config.final_norm().is_some_and(|f| f.rms) {
-            return Err(Error::Input("model config: the GPU logit lens does not implement an RMS final norm yet (use the float64 reference)".into()));
-        }
         let run = model.run_with_cache(gpu, tokens.view(), Names::only(resid::needed_hooks(config)))?;
         let mut cache = Cache::default();
         for (name, a) in run.cache.iter() {
@@ -107,8 +105,9 @@ fn head_results(gpu: &Gpu, z: &ArrayD<f32>, w_o: &ArrayD<f32>) -> Result<ArrayD<
 /// Every accumulated residual \[L+1, B, S, d\] through the final norm (layer-norm kernel) and
 /// `W_U` (matmul kernel), plus `b_U` on the host: the normalised stack and the logits
 /// \[L+1, B, S, V\].
-fn lens_gpu(gpu: &Gpu, config: &Config, weights: &Weights<crate::tensor::GpuTensor>, acc: &ArrayD<f32>, w_u: &ArrayD<f32>) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+fn lens_gpu(gpu: &Gpu, config: &Config, weights: &Weights<GpuTensor>, acc: &ArrayD<f32>, w_u: &ArrayD<f32>) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
     let normed = match &weights.ln_final {
+        _ if config.final_norm().is_some_and(|f| f.rms) => rms_gpu(gpu, acc, weights.ln_final.as_ref().map(|ln| &ln.w), config.eps as f32)?,
         Some(ln) => {
             let w = ln.w.read(gpu)?;
             let b = match &ln.b {
@@ -127,6 +126,19 @@ fn lens_gpu(gpu: &Gpu, config: &Config, weights: &Weights<crate::tensor::GpuTens
     let b_u = weights.b_u.read(gpu)?.mapv(f64::from);
     let logits = logits + &b_u;
     Ok((wide, logits.into_shape_with_order(IxDyn(&[sh[0], sh[1], sh[2], config.d_vocab_out])).map_err(shape_err)?))
+}
+
+/// TransformerLens's RMS norm of every row of `acc` (its own scale), times `w` when given, with
+/// the forward pass's kernel.
+fn rms_gpu(gpu: &Gpu, acc: &ArrayD<f32>, w: Option<&GpuTensor>, eps: f32) -> Result<ArrayD<f32>> {
+    GpuTensor::check_fits(gpu, acc.shape(), "the accumulated residual")?;
+    let mut out = crate::ops::run_many(gpu, |encoder| {
+        let x = GpuTensor::upload(gpu, acc.view(), "accumulated residual")?;
+        let out = GpuTensor::empty(gpu, acc.shape(), "rms final norm out")?;
+        crate::transformer::variant_kernels::rms_norm(gpu, encoder, &x, w, eps, &out, None)?;
+        Ok(vec![out])
+    })?;
+    out.pop().ok_or_else(|| Error::Gpu("the RMS norm read back nothing".into()))
 }
 
 /// [`resid::logit_attrs`] on the GPU: the stack \[C, B, S, d\] as \[B, C·S, d\] times each

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use super::ticks::{integer_ticks, Ticked};
 use crate::error::{Error, Result};
 
 /// One heat map.
@@ -45,6 +46,30 @@ pub fn draw_heatmaps(maps: &[Heatmap], width: u32, height: u32) -> Result<image:
 
 /// Draws `maps` in rows of `per_row` panels (at least 1), each `width` × `height` pixels.
 pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
+    let groups: Vec<usize> = (0..maps.len()).collect();
+    draw_heatmap_groups(maps, &groups, per_row, width, height)
+}
+
+/// [`write_heatmaps`] where maps with the same `groups` entry share one colour scale (the
+/// panels of one three-dimensional sweep, one per layer, compare by colour).
+pub fn write_heatmap_groups(path: &Path, maps: &[Heatmap], groups: &[usize], width: u32, height: u32) -> Result<()> {
+    let image = draw_heatmap_groups(maps, groups, 3, width, height)?;
+    crate::io::write_atomic(path, |w| {
+        image.write_to(w, image::ImageFormat::Png).map_err(|e| Error::File { path: path.display().to_string(), message: format!("cannot write the PNG: {e}") })
+    })
+}
+
+/// The largest finite |value| of a map.
+fn largest(map: &Heatmap) -> f64 {
+    map.values.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// [`draw_heatmap_grid`] with a colour scale per group of maps (`groups[i]` is map i's group).
+pub fn draw_heatmap_groups(maps: &[Heatmap], groups: &[usize], per_row: usize, width: u32, height: u32) -> Result<image::RgbImage> {
+    if groups.len() != maps.len() {
+        return Err(Error::Input(format!("heat maps: {} maps but {} group numbers", maps.len(), groups.len())));
+    }
+    let scale = |g: usize| maps.iter().zip(groups).filter(|(_, &h)| h == g).map(|(m, _)| largest(m)).fold(0.0f64, f64::max);
     for m in maps {
         if m.values.len() != m.rows.len() || m.values.iter().any(|r| r.len() != m.columns.len()) || m.columns.is_empty() {
             return Err(Error::Input(format!("heat map \"{}\": values must be {} rows of {} columns (at least one)", m.title, m.rows.len(), m.columns.len())));
@@ -62,8 +87,8 @@ pub fn draw_heatmap_grid(maps: &[Heatmap], per_row: usize, width: u32, height: u
         let err = |e: &dyn std::fmt::Display| Error::Input(format!("plot: {e}"));
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let panels = root.split_evenly((grid_rows, cols));
-        for (map, panel) in maps.iter().zip(panels.iter()) {
-            draw_one(map, panel).map_err(|e| err(&e))?;
+        for ((map, panel), &g) in maps.iter().zip(panels.iter()).zip(groups) {
+            draw_one(map, scale(g), panel).map_err(|e| err(&e))?;
         }
         root.present().map_err(|e| err(&e))?;
     }
@@ -88,11 +113,28 @@ pub fn colour(v: f64, max: f64, diverging: bool) -> RGBColor {
     }
 }
 
+/// At most this many labelled columns and rows; longer axes label every 2nd, 5th, 10th… cell.
+const MAX_X_LABELS: usize = 16;
+const MAX_Y_LABELS: usize = 24;
+
+/// An axis of `n` cells centred on 0…n−1, its ticks on whole cells only (a layer, head or
+/// position is never 0.5).
+/// `flip`: rows drawn top to bottom, so the thinned ticks fall on rows 0, 5, 10… counted from
+/// the top.
+fn cells(n: usize, max_labels: usize, flip: bool) -> Ticked {
+    let (lo, hi) = (-0.5, n as f64 - 0.5);
+    let mut ticks = integer_ticks(lo, hi, max_labels);
+    if flip {
+        ticks = ticks.iter().rev().map(|t| (n - 1) as f64 - t).collect();
+    }
+    Ticked::new(lo..hi, ticks)
+}
+
 type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
 
-fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
-    let max = map.values.iter().flatten().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
+/// One map, its colours scaled to ±`max` (or 0..`max`).
+fn draw_one(map: &Heatmap, max: f64, panel: &Panel<'_>) -> DrawResult {
     let (w, _) = panel.dim_in_pixel();
     let (grid, bar) = panel.split_horizontally(w.saturating_sub(110).max(1));
     let (nx, ny) = (map.columns.len(), map.rows.len());
@@ -101,7 +143,7 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
         .margin(10)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d(-0.5..nx as f64 - 0.5, -0.5..ny as f64 - 0.5)?;
+        .build_cartesian_2d(cells(nx, MAX_X_LABELS, false), cells(ny, MAX_Y_LABELS, true))?;
     // Cells are centred on whole numbers; a tick there gets the cell's label, others none.
     let label = |labels: &[String], v: &f64, flip: bool| {
         let i = v.round();
@@ -116,8 +158,6 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
         .disable_mesh()
         .x_desc(map.x_label.as_str())
         .y_desc(map.y_label.as_str())
-        .x_labels(nx)
-        .y_labels(ny)
         .x_label_formatter(&|v| label(&map.columns, v, false))
         .y_label_formatter(&|v| label(&map.rows, v, true))
         .label_style(("sans-serif", 12))
@@ -136,12 +176,37 @@ fn draw_one(map: &Heatmap, panel: &Panel<'_>) -> DrawResult {
 fn draw_bar(bar: &Panel<'_>, max: f64, diverging: bool) -> DrawResult {
     let top = if max > 0.0 { max } else { 1.0 };
     let bottom = if diverging { -top } else { 0.0 };
-    let mut chart = ChartBuilder::on(bar).margin_top(40).margin_bottom(54).margin_right(8).y_label_area_size(60).build_cartesian_2d(0.0..1.0, bottom..top)?;
-    chart.configure_mesh().disable_mesh().disable_x_axis().y_labels(5).y_label_formatter(&|v| format!("{v:.3}")).label_style(("sans-serif", 11)).draw()?;
+    let ticks = super::ticks::linear_ticks(bottom, top, 7);
+    let mut chart = ChartBuilder::on(bar).margin_top(40).margin_bottom(54).margin_right(8).y_label_area_size(60).build_cartesian_2d(0.0..1.0, Ticked::new(bottom..top, ticks))?;
+    chart.configure_mesh().disable_mesh().disable_x_axis().y_label_formatter(&|v| super::tick(*v)).label_style(("sans-serif", 11)).draw()?;
     let steps = 100;
     chart.draw_series((0..steps).map(|i| {
         let (a, b) = (bottom + (top - bottom) * i as f64 / steps as f64, bottom + (top - bottom) * (i + 1) as f64 / steps as f64);
         Rectangle::new([(0.0, a), (1.0, b)], colour((a + b) / 2.0, top, diverging).filled())
     }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(values: Vec<Vec<f64>>) -> Heatmap {
+        let (rows, cols) = (values.len(), values[0].len());
+        Heatmap { title: "t".into(), x_label: "x".into(), y_label: "y".into(), columns: (0..cols).map(|c| c.to_string()).collect(), rows: (0..rows).map(|r| r.to_string()).collect(), values, diverging: true }
+    }
+
+    /// Maps of one group share a scale: a small map beside a large one in its group is drawn
+    /// pale, alone in its own group deep red.
+    #[test]
+    fn groups_share_one_colour_scale() {
+        let (small, large) = (map(vec![vec![1.0]]), map(vec![vec![10.0]]));
+        let reddest = |img: &image::RgbImage| img.pixels().map(|p| i32::from(p.0[0]) - i32::from(p.0[1])).max().unwrap_or(0);
+        let shared = draw_heatmap_groups(&[small.clone(), large.clone()], &[0, 0], 2, 300, 240).unwrap();
+        let own = draw_heatmap_groups(&[small.clone(), large.clone()], &[0, 1], 2, 300, 240).unwrap();
+        let left = |img: &image::RgbImage| image::imageops::crop_imm(img, 0, 0, 190, 240).to_image();
+        assert!(reddest(&left(&shared)) < reddest(&left(&own)) / 2, "{} vs {}", reddest(&left(&shared)), reddest(&left(&own)));
+        let err = draw_heatmap_groups(&[small], &[0, 1], 2, 300, 240).unwrap_err().to_string();
+        assert!(err.contains("group"), "{err}");
+    }
 }
