@@ -155,3 +155,32 @@ fn a_variant_model_trains_on_the_gpu() {
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     assert!(losses[7] < 0.7 * losses[0], "the loss did not fall: {losses:?}");
 }
+
+/// `shaderlens train`'s config takes the variants' fields under `[model]`, and its resolved
+/// config (what a resumed run reads) keeps them: the same model, not the plain one.
+#[test]
+fn a_train_config_keeps_the_variant_fields() {
+    use shaderlens::train::config::TrainConfig;
+    let text = r#"
+steps = 3
+[model]
+n_layers = 2
+d_model = 8
+n_heads = 2
+d_head = 3
+act_fn = "solu_ln"
+positional_embedding_type = "shortformer"
+use_split_qkv_input = true
+use_attn_result = true
+attn_scale = 1.7
+[data]
+p = 7
+"#;
+    let c = TrainConfig::from_toml(text, &[]).expect("a variant train config");
+    assert!(c.model.shortformer && c.model.optional_hooks.split_qkv_input && c.model.optional_hooks.attn_result, "{:?}", c.model);
+    assert!(c.model.refuse_gpu_backward_variants().is_ok());
+    shaderlens::train::init::init_weights(&c.model, c.initializer_range, 1).expect("initial weights for every variant parameter");
+    let resolved = c.to_toml();
+    assert!(resolved.contains("shortformer") && resolved.contains("use_split_qkv_input"), "{resolved}");
+    assert_eq!(TrainConfig::from_toml(&resolved, &[]).expect("the resolved config"), c);
+}

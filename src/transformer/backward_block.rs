@@ -239,11 +239,11 @@ impl Walk<'_> {
                 if let Some(b) = &grads.b {
                     reduce::column_sums(gpu, encoder, dy, None, b, call.accumulate_weights)?;
                 }
-                let dn = self.scratch("dn", dy.shape())?;
+                let dn = self.scratch(&format!("dn {:?}", dy.shape()), dy.shape())?;
                 kernels::columns(gpu, encoder, dy, Some(&w.w), None, false, &dn)?;
                 let dn_query = match dy_query {
                     Some(q) => {
-                        let t = self.scratch("dn query", dy.shape())?;
+                        let t = self.scratch(&format!("dn query {:?}", dy.shape()), dy.shape())?;
                         kernels::columns(gpu, encoder, q, Some(&w.w), None, false, &t)?;
                         Some(t)
                     }
@@ -262,14 +262,15 @@ impl Walk<'_> {
         }
         let eps = self.model.config.eps as f32;
         let rms = forms::is_rms(&self.model.config, prefix);
-        if !self.tape.intervened(&scale_name) && !(record && self.tape.wanted(&scale_name)) {
-            return rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch("d scale", scale.shape())?, dx, accumulate);
+        let hooked = self.tape.intervened(&scale_name) || (record && self.tape.wanted(&scale_name));
+        if !hooked {
+            return rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch(&format!("d scale {:?}", scale.shape()), scale.shape())?, dx, accumulate);
         }
-        let d_scale = self.scratch("d scale", scale.shape())?;
+        let d_scale = self.scratch(&format!("d scale {:?}", scale.shape()), scale.shape())?;
         rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Scale, &d_scale, dx, accumulate)?;
         match &dn_query {
             Some(q) => {
-                let d_scale_query = self.scratch("d scale query", scale.shape())?;
+                let d_scale_query = self.scratch(&format!("d scale query {:?}", scale.shape()), scale.shape())?;
                 rows::norm_backward(gpu, encoder, rms, x, &scale, q, eps, rows::LayerNormStep::Scale, &d_scale_query, dx, accumulate)?;
                 if record {
                     self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale_query)?;
