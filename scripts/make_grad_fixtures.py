@@ -28,9 +28,10 @@ have targets missing, mis-shaped, out of range, or counting no position.
 
 The TransformerLens variants (issue 13) have one case each: RMS, RMSPre, final_rms,
 parallel_attn_mlp with hook_mlp_in, attn_scale with bidirectional attention, use_attn_scale false
-with the by-layer scale (fixtures/transformer_grad/, GPU and float64 reference), and the ones the
-GPU backward refuses by name (REFUSED: solu_ln, solu, shortformer, use_attn_result,
-use_split_qkv_input, use_attn_in), written beside the ERROR variants.
+with the by-layer scale, shortformer, use_attn_result, use_split_qkv_input, use_attn_in with
+LNPre, solu_ln, solu with RMS (fixtures/transformer_grad/, GPU and float64 reference). REFUSED
+(none today) would hold the ones the GPU backward refuses by name, written beside the ERROR
+variants.
 """
 
 from __future__ import annotations
@@ -87,20 +88,21 @@ CASES: Dict[str, tuple] = {
                                         attn_scale=2.5, attention_dir="bidirectional"), 2, 5, "next", None),
     "no_attn_scale_by_layer": (config(d_model=8, d_head=4, d_mlp=16, use_attn_scale=False,
                                       scale_attn_by_inverse_layer_idx=True), 2, 5, "next", None),
-}
-
-# Variants the GPU backward refuses by name (verify: ERROR naming the field); the float64
-# reference passes them (tests/grad_fixtures.rs). Written to tests/data/verify_bad/transformer_grad/.
-REFUSED: Dict[str, tuple] = {
-    "solu_ln": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu_ln"), 2, 5, "next", None),
-    "solu_rms": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu", normalization_type="RMS"),
-                 2, 5, "next", None),
     "shortformer": (config(d_model=8, d_head=4, d_mlp=16, positional_embedding_type="shortformer"),
                     2, 5, "next", None),
     "attn_result": (config(d_model=8, d_head=4, d_mlp=16, use_attn_result=True), 2, 5, "next", None),
     "split_qkv_input": (config(d_model=8, d_head=4, d_mlp=16, use_split_qkv_input=True), 2, 5, "next", None),
     "attn_in_lnpre": (config(d_model=8, d_head=4, d_mlp=16, use_attn_in=True, normalization_type="LNPre"),
                       2, 5, "next", None),
+    "solu_ln": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu_ln"), 2, 5, "next", None),
+    "solu_rms": (config(d_model=8, d_head=4, d_mlp=16, act_fn="solu", normalization_type="RMS"),
+                 2, 5, "next", None),
+}
+
+# Variants the GPU backward refuses by name (verify: ERROR naming the field); the float64
+# reference passes them. Written to tests/data/verify_bad/transformer_grad/. None today: every
+# variant has its GPU backward (issue 13 item 4).
+REFUSED: Dict[str, tuple] = {
 }
 
 

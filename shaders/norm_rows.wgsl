@@ -3,6 +3,7 @@
 //   rms_norm  scale = sqrt(mean(x^2) + eps), out = x / scale [* w]   (RMSNorm, RMSNormPre)
 //             flag bit 0 multiplies by w, bit 1 writes the per-row scale (hook_scale)
 //   solu      out = x * softmax(x)                                    (SoLU, act_fn solu / solu_ln)
+//   solu_backward  dx = p (dy + x dy - sum(x p dy)), p = softmax(x)   (SoLU's backward; at the end)
 //
 // One invocation per row, 64 rows a workgroup, on a 2-D grid (linear workgroup index
 // wg.y * num_workgroups.x + wg.x; invocations past the last row return at once). No workgroup
@@ -145,6 +146,44 @@ fn solu(@builtin(workgroup_id) wg: vec3<u32>,
     while (i < n) {
         let v = x[base + i];
         out[base + i] = v * (exp(v - m) * inv);
+        i += 1u;
+    }
+}
+
+// SoLU's backward: dx = p (dy + x dy - sum(x p dy)) with p = softmax(x) (shifted by the row
+// maximum, as solu), dy read from binding 3 (w's slot; this entry binds out = dx, x, dy). Three
+// reads of the row after its maximum: 3.25 n loop iterations, so the host refuses rows longer
+// than 16384 elements.
+@compute @workgroup_size(64)
+fn solu_backward(@builtin(workgroup_id) wg: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let row = grid_index(wg, nwg, li, WG);
+    if (row >= params.rows || params.n == 0u) {
+        return;
+    }
+    let n = params.n;
+    let base = row * n;
+    let m = row_max(base);
+    var sum = 0.0;
+    var i = 0u;
+    while (i < n) {
+        sum += exp(x[base + i] - m);
+        i += 1u;
+    }
+    let inv = 1.0 / sum;
+    var dot = 0.0;
+    i = 0u;
+    while (i < n) {
+        let v = x[base + i];
+        dot += v * (exp(v - m) * inv) * w[base + i];
+        i += 1u;
+    }
+    i = 0u;
+    while (i < n) {
+        let v = x[base + i];
+        let g = w[base + i];
+        out[base + i] = (exp(v - m) * inv) * (g + v * g - dot);
         i += 1u;
     }
 }

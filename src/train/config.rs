@@ -353,7 +353,24 @@ fn model_table(c: &Config, initializer_range: f64) -> Table {
     m.insert("eps".into(), Value::Float(c.eps));
     m.insert("init_mode".into(), Value::String("gpt2".into()));
     m.insert("initializer_range".into(), Value::Float(initializer_range));
+    for (k, v) in variant_fields(c) {
+        m.entry(k).or_insert(v);
+    }
     m
+}
+
+/// The TransformerLens variant fields `c` uses (those not at their defaults) as TOML values, so
+/// that the resolved config, and a run resumed from it, build the same model.
+fn variant_fields(c: &Config) -> Vec<(String, Value)> {
+    let Ok(serde_json::Value::Object(all)) = serde_json::from_str::<serde_json::Value>(&c.to_json()) else { return Vec::new() };
+    let default_scale = (c.d_head as f64).sqrt();
+    let field = |k: &str, v: &serde_json::Value| match v {
+        serde_json::Value::Bool(true) if k != "use_attn_scale" => Some(Value::Boolean(true)),
+        serde_json::Value::String(s) if !matches!(s.as_str(), "standard" | "causal") => Some(Value::String(s.clone())),
+        serde_json::Value::Number(n) if k == "attn_scale" => n.as_f64().filter(|x| (x - default_scale).abs() > 1e-12 * default_scale).map(Value::Float),
+        _ => None,
+    };
+    all.iter().filter_map(|(k, v)| field(k, v).map(|v| (k.clone(), v))).collect()
 }
 
 fn read_optimizer(t: &Table) -> Result<Optimizer> {

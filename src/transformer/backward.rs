@@ -201,7 +201,9 @@ impl Model {
         config.refuse_gpu_backward_variants()?;
         let (batch, seq) = check_tokens(config, tokens.view())?;
         options.names.check(config)?;
-        let all_hooks = hooks(config, batch, seq);
+        // attn.hook_result on request: the forward computes it head by head, as with use_attn_result.
+        let attn_result = crate::transformer::hooks::run_config(config, &options.names, options.interventions).optional_hooks.attn_result;
+        let all_hooks = hooks(&crate::transformer::hooks::run_config(config, &options.names, options.interventions), batch, seq);
         check_interventions(&all_hooks, options.interventions)?;
         let logits_shape = [batch, seq, config.d_vocab_out];
         let targets = match seed {
@@ -255,6 +257,14 @@ impl Model {
         };
         let offsets = state.upload(gpu, "token offsets", bytemuck::cast_slice(&index.offsets));
         let positions = state.upload(gpu, "token positions", bytemuck::cast_slice(&index.positions));
+        let d_pos = match config.shortformer {
+            true => {
+                let t = state.get(gpu, "d pos", &[batch, seq, config.d_model])?;
+                encoder.clear_buffer(t.buffer(), 0, None);
+                Some(t)
+            }
+            false => None,
+        };
         let mut walk = block::Walk {
             gpu,
             model: self,
@@ -264,6 +274,8 @@ impl Model {
             params: &params,
             batch,
             seq,
+            attn_result,
+            d_pos,
         };
         walk.run(encoder, &dlogits, &offsets, &positions)?;
         let recorded = std::mem::take(&mut walk.tape.recorded);
@@ -287,6 +299,9 @@ fn needed(model: &Model, options: &GradOptions<'_>) -> Vec<String> {
         }
     };
     ln("ln_final", &mut names);
+    if config.shortformer {
+        names.push("hook_pos_embed".to_string());
+    }
     match config.n_layers {
         0 => names.extend(["hook_embed".to_string(), "hook_pos_embed".to_string()]),
         n => names.push(format!("blocks.{}.hook_resid_post", n - 1)),
@@ -295,6 +310,11 @@ fn needed(model: &Model, options: &GradOptions<'_>) -> Vec<String> {
         let p = format!("blocks.{l}");
         names.push(format!("{p}.hook_resid_pre"));
         ln(&format!("{p}.ln1"), &mut names);
+        if config.optional_hooks.split_qkv_input {
+            names.extend(["hook_q_input", "hook_k_input", "hook_v_input"].map(|h| format!("{p}.{h}")));
+        } else if config.optional_hooks.attn_in {
+            names.push(format!("{p}.hook_attn_in"));
+        }
         for h in ["hook_q", "hook_k", "hook_v", "hook_z"] {
             names.push(format!("{p}.attn.{h}"));
         }
@@ -310,6 +330,10 @@ fn needed(model: &Model, options: &GradOptions<'_>) -> Vec<String> {
             ln(&format!("{p}.ln2"), &mut names);
             names.push(format!("{p}.mlp.hook_pre"));
             names.push(format!("{p}.mlp.hook_post"));
+            if config.mlp_norm().is_some() {
+                names.push(format!("{p}.mlp.hook_mid"));
+                names.extend(["hook_scale", "hook_normalized"].map(|h| format!("{p}.mlp.ln.{h}")));
+            }
         }
     }
     names

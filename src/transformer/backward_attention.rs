@@ -18,8 +18,6 @@ use super::Walk;
 use crate::error::Result;
 use crate::ops::attention::backward_fused::{record_bshd_forward, record_bshd_into, Grads, Saved};
 use crate::ops::attention::row_stats_shape;
-use crate::ops::backward::{permute, reduce};
-use crate::ops::matmul::{record_gemm, Gemm};
 use crate::reference::attention::AttentionDims;
 use crate::tensor::GpuTensor;
 use crate::transformer::backward::State;
@@ -71,18 +69,17 @@ impl Walk<'_> {
     }
 
     /// [`Walk::attention`] on the fused path: the same outputs (every attention weight's
-    /// gradient, the hooks from `hook_z` back to `hook_q`, d/dx into `d_x` and the query path
-    /// alone into `d_query`) without the pattern.
-    pub(super) fn attention_fused(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, g_attn: &GpuTensor, d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
-        let (gpu, model, params) = (self.gpu, self.model, self.params);
+    /// gradient, the hooks from `hook_z` back to `hook_q`, the inputs' gradients into `outs`)
+    /// without the pattern.
+    pub(super) fn attention_fused(&mut self, encoder: &mut Enc, l: usize, xs: [&GpuTensor; 3], g_attn: &GpuTensor, outs: &[super::heads::InputGrad<'_>]) -> Result<()> {
+        let (gpu, model) = (self.gpu, self.model);
         let config = &model.config;
-        let (w, grads) = (&model.weights.blocks[l].attn, &params.blocks[l].attn);
         let p = format!("blocks.{l}.attn");
-        let (b, s, dm, h, dh) = (self.batch, self.seq, config.d_model, config.n_heads, config.d_head);
-        let (rows, inner, bshd) = (b * s, h * dh, [b, s, h, dh]);
+        let (b, s, h, dh) = (self.batch, self.seq, config.n_heads, config.d_head);
+        let bshd = [b, s, h, dh];
         let z = self.act(&format!("{p}.hook_z"))?;
         let dz = self.scratch("dz", &bshd)?;
-        self.linear(encoder, &z.reshaped(&[rows, inner])?, &w.w_o.reshaped(&[inner, dm])?, g_attn, &grads.w_o, &grads.b_o, Some((&dz, false)))?;
+        self.output_backward(encoder, l, &z, g_attn, &dz)?;
         self.hook(encoder, &format!("{p}.hook_z"), &dz)?;
         let [q, k, v] = ["q", "k", "v"].map(|n| self.act(&format!("{p}.hook_{n}")));
         let (q, k, v) = (q?, k?, v?);
@@ -99,34 +96,6 @@ impl Walk<'_> {
         let d: Vec<GpuTensor> = ["dq", "dk", "dv"].iter().map(|n| self.scratch(n, &bshd)).collect::<Result<_>>()?;
         let saved = Saved { q: &q, k: &k, v: &v, out: &out, row_stats: &stats };
         record_bshd_into(gpu, encoder, saved, &dz, causal, scale, Grads { dq: &d[0], dk: &d[1], dv: &d[2] })?;
-        self.projections_backward(encoder, l, x, &d, d_x, d_query)
-    }
-
-    /// The q, k and v projections' backward from their output gradients `d` (\[B, S, H, d_head\],
-    /// in q, k, v order): each hook, `W` and `b` gradients, and d/dx into `d_x` (the query's
-    /// part alone also into `d_query`).
-    pub(super) fn projections_backward(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, d: &[GpuTensor], d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
-        let (gpu, model, params) = (self.gpu, self.model, self.params);
-        let config = &model.config;
-        let grads = &params.blocks[l].attn;
-        let (rows, dm, h, dh) = (self.rows(), config.d_model, config.n_heads, config.d_head);
-        let inner = h * dh;
-        let x_t = self.transposed(encoder, x, dm)?;
-        let packed = &model.packed[l];
-        let dw_packed = self.scratch("dw packed", &[dm, inner])?;
-        let parts = [("q", &grads.w_q, &grads.b_q), ("k", &grads.w_k, &grads.b_k), ("v", &grads.w_v, &grads.b_v)];
-        for (i, ((name, dw, db), d)) in parts.into_iter().zip(d).enumerate() {
-            self.hook(encoder, &format!("blocks.{l}.attn.hook_{name}"), d)?;
-            let d_rows = d.reshaped(&[rows, inner])?;
-            record_gemm(gpu, encoder, &x_t, &d_rows, &dw_packed, &Gemm::default())?;
-            permute::swap_axes(gpu, encoder, &dw_packed, [1, dm, h, dh], 1.0, dw, false)?;
-            reduce::column_sums(gpu, encoder, &d_rows, None, db, false)?;
-            let back = Gemm { transpose_b: true, accumulate: i > 0, ..Gemm::default() };
-            record_gemm(gpu, encoder, &d_rows, &packed[i], &d_x.reshaped(&[rows, dm])?, &back)?;
-            if let (0, Some(dq)) = (i, d_query) {
-                record_gemm(gpu, encoder, &d_rows, &packed[i], &dq.reshaped(&[rows, dm])?, &Gemm { transpose_b: true, ..Gemm::default() })?;
-            }
-        }
-        Ok(())
+        self.projections_backward(encoder, l, xs, &d, outs)
     }
 }

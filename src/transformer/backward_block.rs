@@ -15,7 +15,7 @@ use super::{add_into, State, Tape};
 pub(super) mod attention;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::backward::{activation, embedding, permute, reduce, rows};
+use crate::ops::backward::{embedding, permute, reduce, rows};
 use crate::ops::matmul::{record_gemm, Gemm};
 use crate::tensor::GpuTensor;
 use crate::transformer::hooks::Cache;
@@ -34,12 +34,19 @@ pub(super) struct Walk<'a> {
     pub params: &'a Weights<GpuTensor>,
     pub batch: usize,
     pub seq: usize,
+    /// Whether the output projection went head by head through `attn.hook_result`.
+    pub attn_result: bool,
+    /// `shortformer`: d/d`hook_pos_embed`, gathered from every layer's q and k inputs.
+    pub d_pos: Option<GpuTensor>,
 }
 
 type Enc = wgpu::CommandEncoder;
 
 #[path = "backward_forms.rs"]
 pub(super) mod forms;
+#[path = "backward_heads.rs"]
+mod heads;
+pub(super) use heads::NormCall;
 
 impl Walk<'_> {
     fn act(&self, name: &str) -> Result<GpuTensor> {
@@ -111,6 +118,7 @@ impl Walk<'_> {
         self.linear(encoder, &x, &w.w_u, dlogits, &params.w_u, &params.b_u, Some((&d_x, false)))?;
         self.hook(encoder, "unembed.hook_in", &d_x)?;
         let last = match config.n_layers {
+            0 if config.shortformer => self.act("hook_embed")?,
             0 => {
                 let sum = self.scratch("embed sum", &resid)?;
                 kernels::add(self.gpu, encoder, &self.act("hook_embed")?, &self.act("hook_pos_embed")?, &sum)?;
@@ -133,18 +141,14 @@ impl Walk<'_> {
                 }
                 self.branch(encoder, &format!("{p}.hook_attn_out"), &g, "g branch")?
             };
-            let pre = self.act(&format!("{p}.hook_resid_pre"))?;
-            let ln1 = w.blocks[l].ln1.as_ref().zip(params.blocks[l].ln1.as_ref());
-            let x = self.ln_output(encoder, &format!("{p}.ln1"), &pre, ln1.map(|(w, _)| w))?;
-            let query = self.tape.wanted(&format!("{p}.ln1.hook_normalized")) || self.tape.wanted(&format!("{p}.ln1.hook_scale"));
-            let d_x = self.scratch("d ln out", &resid)?;
-            let d_query = if query { Some(self.scratch("d ln query", &resid)?) } else { None };
-            self.attention(encoder, l, &x, &g_attn, &d_x, d_query.as_ref())?;
-            self.layer_norm(encoder, &format!("{p}.ln1"), &pre, ln1, &d_x, d_query.as_ref(), &g, true)?;
+            self.attention_block(encoder, l, &g_attn, &g)?;
             self.hook(encoder, &format!("{p}.hook_resid_pre"), &g)?;
         }
         let g_embed = self.branch(encoder, "hook_embed", &g, "g embed")?;
-        let g_pos = self.branch(encoder, "hook_pos_embed", &g, "g pos")?;
+        let g_pos = match self.d_pos.clone() {
+            Some(d_pos) => self.branch(encoder, "hook_pos_embed", &d_pos, "g pos")?,
+            None => self.branch(encoder, "hook_pos_embed", &g, "g pos")?,
+        };
         embedding::embed_backward(self.gpu, encoder, &g_embed, offsets, positions, &params.w_e, false)?;
         embedding::pos_embed_backward(self.gpu, encoder, &g_pos, &params.w_pos, false)
     }
@@ -163,7 +167,7 @@ impl Walk<'_> {
         self.hook(encoder, &format!("{p}.mlp.hook_post"), &d_post)?;
         let pre = self.act(&format!("{p}.mlp.hook_pre"))?;
         let d_pre = self.scratch("d mlp pre", &hidden)?;
-        activation::record_into(self.gpu, encoder, model.config.act_fn.gelu(), &pre, &d_post, &d_pre)?;
+        self.activation(encoder, l, &pre, &d_post, &d_pre)?;
         self.hook(encoder, &format!("{p}.mlp.hook_pre"), &d_pre)?;
         let mid = self.act(&forms::mlp_input(&model.config, &p))?;
         let ln2 = model.weights.blocks[l].ln2.as_ref().zip(params.blocks[l].ln2.as_ref());
@@ -201,24 +205,45 @@ impl Walk<'_> {
         dx: &GpuTensor,
         accumulate: bool,
     ) -> Result<()> {
+        self.layer_norm_call(encoder, prefix, x, ln, dy, dy_query, dx, accumulate, NormCall::default())
+    }
+
+    /// [`Walk::layer_norm`] with the per-head ln1's changes (`call`: its own normalised values
+    /// and scale, nothing recorded, weight gradients added).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_call(
+        &mut self,
+        encoder: &mut Enc,
+        prefix: &str,
+        x: &GpuTensor,
+        ln: Option<(&LayerNormWeights<GpuTensor>, &LayerNormWeights<GpuTensor>)>,
+        dy: &GpuTensor,
+        dy_query: Option<&GpuTensor>,
+        dx: &GpuTensor,
+        accumulate: bool,
+        call: NormCall,
+    ) -> Result<()> {
         let gpu = self.gpu;
-        if !self.model.config.has_ln() {
+        if forms::norm_form(&self.model.config, prefix).is_none() {
             return if accumulate { add_into(gpu, encoder, dy, dx) } else { kernels::copy(encoder, dy, dx) };
         }
         let (norm_name, scale_name) = (format!("{prefix}.hook_normalized"), format!("{prefix}.hook_scale"));
-        let normalized = self.act(&norm_name)?;
-        let scale = self.act(&scale_name)?;
+        let (normalized, scale) = match call.parts {
+            Some(parts) => parts,
+            None => (self.act(&norm_name)?, self.act(&scale_name)?),
+        };
+        let record = !call.quiet;
         let (dn, dn_query) = match ln {
             Some((w, grads)) => {
-                reduce::column_sums(gpu, encoder, dy, Some(&normalized), &grads.w, false)?;
+                reduce::column_sums(gpu, encoder, dy, Some(&normalized), &grads.w, call.accumulate_weights)?;
                 if let Some(b) = &grads.b {
-                    reduce::column_sums(gpu, encoder, dy, None, b, false)?;
+                    reduce::column_sums(gpu, encoder, dy, None, b, call.accumulate_weights)?;
                 }
-                let dn = self.scratch("dn", dy.shape())?;
+                let dn = self.scratch(&format!("dn {:?}", dy.shape()), dy.shape())?;
                 kernels::columns(gpu, encoder, dy, Some(&w.w), None, false, &dn)?;
                 let dn_query = match dy_query {
                     Some(q) => {
-                        let t = self.scratch("dn query", dy.shape())?;
+                        let t = self.scratch(&format!("dn query {:?}", dy.shape()), dy.shape())?;
                         kernels::columns(gpu, encoder, q, Some(&w.w), None, false, &t)?;
                         Some(t)
                     }
@@ -228,49 +253,51 @@ impl Walk<'_> {
             }
             None => (dy.clone(), dy_query.cloned()),
         };
-        self.tape.record(gpu, self.state, encoder, &norm_name, dn_query.as_ref().unwrap_or(&dn))?;
+        if record {
+            self.tape.record(gpu, self.state, encoder, &norm_name, dn_query.as_ref().unwrap_or(&dn))?;
+        }
         self.tape.through(gpu, encoder, &norm_name, &dn)?;
         if let Some(q) = &dn_query {
             self.tape.through(gpu, encoder, &norm_name, q)?;
         }
         let eps = self.model.config.eps as f32;
         let rms = forms::is_rms(&self.model.config, prefix);
-        if !self.tape.touches(&scale_name) {
-            return rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch("d scale", scale.shape())?, dx, accumulate);
+        let hooked = self.tape.intervened(&scale_name) || (record && self.tape.wanted(&scale_name));
+        if !hooked {
+            return rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Both, &self.scratch(&format!("d scale {:?}", scale.shape()), scale.shape())?, dx, accumulate);
         }
-        let d_scale = self.scratch("d scale", scale.shape())?;
+        let d_scale = self.scratch(&format!("d scale {:?}", scale.shape()), scale.shape())?;
         rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Scale, &d_scale, dx, accumulate)?;
         match &dn_query {
             Some(q) => {
-                let d_scale_query = self.scratch("d scale query", scale.shape())?;
+                let d_scale_query = self.scratch(&format!("d scale query {:?}", scale.shape()), scale.shape())?;
                 rows::norm_backward(gpu, encoder, rms, x, &scale, q, eps, rows::LayerNormStep::Scale, &d_scale_query, dx, accumulate)?;
-                self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale_query)?;
+                if record {
+                    self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale_query)?;
+                }
             }
-            None => self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale)?,
+            None if record => self.tape.record(gpu, self.state, encoder, &scale_name, &d_scale)?,
+            None => {}
         }
         self.tape.through(gpu, encoder, &scale_name, &d_scale)?;
         rows::norm_backward(gpu, encoder, rms, x, &scale, &dn, eps, rows::LayerNormStep::Input, &d_scale, dx, accumulate)
     }
 
-    /// Block `l`'s attention backward on its input `x` given d/d(its output) `g_attn`: every
-    /// attention weight's gradient, the hooks from `hook_z` back to `hook_q`, and d/dx into
-    /// `d_x` (and the query path alone into `d_query` when given).
-    fn attention(&mut self, encoder: &mut Enc, l: usize, x: &GpuTensor, g_attn: &GpuTensor, d_x: &GpuTensor, d_query: Option<&GpuTensor>) -> Result<()> {
+    /// Block `l`'s attention backward on the inputs `xs` of q, k and v given d/d(its output)
+    /// `g_attn`: every attention weight's gradient, the hooks from `hook_z` (or `hook_result`)
+    /// back to `hook_q`, and the inputs' gradients into `outs`.
+    fn attention(&mut self, encoder: &mut Enc, l: usize, xs: [&GpuTensor; 3], g_attn: &GpuTensor, outs: &[heads::InputGrad<'_>]) -> Result<()> {
         if self.fused(l) {
-            return self.attention_fused(encoder, l, x, g_attn, d_x, d_query);
+            return self.attention_fused(encoder, l, xs, g_attn, outs);
         }
-        let (gpu, model, params) = (self.gpu, self.model, self.params);
+        let (gpu, model) = (self.gpu, self.model);
         let config = &model.config;
-        let (w, grads) = (&model.weights.blocks[l].attn, &params.blocks[l].attn);
         let p = format!("blocks.{l}");
-        let (b, s, dm, h, dh) = (self.batch, self.seq, config.d_model, config.n_heads, config.d_head);
-        let rows = b * s;
-        let inner = h * dh;
+        let (b, s, h, dh) = (self.batch, self.seq, config.n_heads, config.d_head);
         let (bshd, bhsd) = ([b, s, h, dh], [b, h, s, dh]);
         let z = self.act(&format!("{p}.attn.hook_z"))?;
         let dz = self.scratch("dz", &bshd)?;
-        let w_o = w.w_o.reshaped(&[inner, dm])?;
-        self.linear(encoder, &z.reshaped(&[rows, inner])?, &w_o, g_attn, &grads.w_o, &grads.b_o, Some((&dz, false)))?;
+        self.output_backward(encoder, l, &z, g_attn, &dz)?;
         self.hook(encoder, &format!("{p}.attn.hook_z"), &dz)?;
         let heads_first = |this: &mut Self, encoder: &mut Enc, t: &GpuTensor, role: &str| -> Result<GpuTensor> {
             let out = this.scratch(role, &bhsd)?;
@@ -322,6 +349,6 @@ impl Walk<'_> {
             permute::swap_axes(gpu, encoder, d_h, [b, h, s, dh], factor, &t, false)?;
             d.push(t);
         }
-        self.projections_backward(encoder, l, x, &d, d_x, d_query)
+        self.projections_backward(encoder, l, xs, &d, outs)
     }
 }

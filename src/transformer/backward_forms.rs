@@ -6,38 +6,28 @@
 //! scale, bidirectional) need nothing here: the walk reads [`Config::score_scale`] and masks only
 //! for causal models, and the GELU forms share the tanh kernel.
 //!
-//! What the GPU backward does not implement yet is refused by name, before any GPU work
-//! ([`Config::refuse_gpu_backward_variants`]); the float64 reference implements all of them.
+//! SoLU (`solu`, `solu_ln` with its `mlp.ln` and `hook_mid`) is here too; the per-head inputs,
+//! `hook_result` and `shortformer` are in `backward_heads.rs`. What the GPU backward does not
+//! implement is refused by name, before any GPU work ([`Config::refuse_gpu_backward_variants`]).
 
 use ndarray::{ArrayD, ArrayViewD};
 
 use super::Walk;
 use crate::error::{Error, Result};
 use crate::tensor::GpuTensor;
-use crate::transformer::config::{Activation, Config};
+use crate::transformer::config::Config;
 use crate::transformer::hooks::{find, Hook};
 use crate::transformer::intervention::{apply_host, Intervention};
+use crate::transformer::config::Activation;
+use crate::transformer::variant_kernels as vk;
 use crate::transformer::weights::LayerNormWeights;
 
 impl Config {
     /// The variants this config uses that the GPU backward does not implement yet, as
-    /// `field value`: SoLU (`solu`, `solu_ln`), `shortformer`, the per-head attention inputs
-    /// (`use_attn_in`, `use_split_qkv_input`) and `use_attn_result`.
+    /// `field value`: none today (every variant the forward runs has its GPU backward); kept so
+    /// that a variant added to the forward is refused here until its backward lands.
     pub fn gpu_backward_gaps(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.mlp().is_some() && matches!(self.act_fn, Activation::Solu | Activation::SoluLn) {
-            out.push(format!("act_fn \"{}\"", self.act_fn.name()));
-        }
-        if self.shortformer {
-            out.push("positional_embedding_type \"shortformer\"".to_string());
-        }
-        let hooks = &self.optional_hooks;
-        for (key, on) in [("use_attn_in", hooks.attn_in), ("use_split_qkv_input", hooks.split_qkv_input), ("use_attn_result", hooks.attn_result)] {
-            if on {
-                out.push(format!("{key} true"));
-            }
-        }
-        out
+        Vec::new()
     }
 
     /// Refuses, naming the field, a config that uses a variant the GPU backward does not
@@ -61,10 +51,19 @@ pub(crate) fn mlp_input(config: &Config, p: &str) -> String {
     }
 }
 
-/// Whether norm `prefix` (`ln_final`, `blocks.l.ln1`, `blocks.l.ln2`) is an RMS norm.
+/// The form of norm `prefix` (`ln_final`, `blocks.l.ln1`, `blocks.l.ln2`, `blocks.l.mlp.ln`),
+/// `None` where the model has none.
+pub(super) fn norm_form(config: &Config, prefix: &str) -> Option<crate::transformer::config::NormForm> {
+    match prefix {
+        "ln_final" => config.final_norm(),
+        p if p.ends_with(".mlp.ln") => config.mlp_norm(),
+        _ => config.block_norm(),
+    }
+}
+
+/// Whether norm `prefix` is an RMS norm.
 pub(super) fn is_rms(config: &Config, prefix: &str) -> bool {
-    let form = if prefix == "ln_final" { config.final_norm() } else { config.block_norm() };
-    form.is_some_and(|f| f.rms)
+    norm_form(config, prefix).is_some_and(|f| f.rms)
 }
 
 /// The token ids the embedding read: `tokens` after `hook_tokens`'s interventions (as the
@@ -84,6 +83,26 @@ pub(crate) fn hooked_tokens(config: &Config, hooks: &[Hook], tokens: ArrayViewD<
 type Enc = wgpu::CommandEncoder;
 
 impl Walk<'_> {
+    /// The MLP's activation backward: d/d`hook_pre` into `d_pre` from d/d`hook_post` `d_post`
+    /// on `pre` (SoLU through `mlp.ln` and `hook_mid` for `solu_ln`).
+    pub(super) fn activation(&mut self, encoder: &mut Enc, l: usize, pre: &GpuTensor, d_post: &GpuTensor, d_pre: &GpuTensor) -> Result<()> {
+        let config = &self.model.config;
+        if !matches!(config.act_fn, Activation::Solu | Activation::SoluLn) {
+            return crate::ops::backward::activation::record_into(self.gpu, encoder, config.act_fn.gelu(), pre, d_post, d_pre);
+        }
+        if config.mlp_norm().is_none() {
+            return vk::solu_backward(self.gpu, encoder, pre, d_post, d_pre);
+        }
+        let p = format!("blocks.{l}.mlp");
+        let mid = self.act(&format!("{p}.hook_mid"))?;
+        let (w, grads) = (self.model.weights.blocks[l].mlp.as_ref(), self.params.blocks[l].mlp.as_ref());
+        let ln = w.and_then(|m| m.ln.as_ref()).zip(grads.and_then(|m| m.ln.as_ref()));
+        let d_mid = self.scratch("d mlp mid", mid.shape())?;
+        self.layer_norm(encoder, &format!("{p}.ln"), &mid, ln, d_post, None, &d_mid, false)?;
+        self.hook(encoder, &format!("{p}.hook_mid"), &d_mid)?;
+        vk::solu_backward(self.gpu, encoder, pre, &d_mid, d_pre)
+    }
+
     /// `parallel_attn_mlp`'s block `l` from its residual gradient `g` (after `hook_resid_post`):
     /// d/d`hook_attn_out` as a copy of `g`, taken before the MLP's input gradient is added to `g`
     /// (both branches read `resid_pre`; there is no `hook_resid_mid`).

@@ -1,5 +1,5 @@
-//! The GPU kernels of TransformerLens's variants beyond SPEC's plain model: RMS norm and SoLU
-//! (`shaders/norm_rows.wgsl`, one invocation per row), and the per-head kernels of the optional
+//! The GPU kernels of TransformerLens's variants beyond SPEC's plain model: RMS norm, SoLU and
+//! SoLU's backward (`shaders/norm_rows.wgsl`, one invocation per row), and the per-head kernels of the optional
 //! hooks (`shaders/heads.wgsl`: the residual repeated per head, per-head projections, the sum over
 //! heads). Their float64 twins are in `crate::reference::transformer::forms`.
 
@@ -124,6 +124,23 @@ pub(crate) fn solu(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor,
     let (rows, n) = rows_of(x, "solu")?;
     let params = RowParams { rows, n, ..RowParams::default() };
     dispatch(gpu, encoder, (NORM_ROWS, "solu"), &params, &[out.buffer(), x.buffer()], u64::from(rows), ROWS_WG)
+}
+
+/// The longest row `solu_backward` takes (3.25 n loop iterations under llvmpipe's 65535).
+const MAX_SOLU_BACKWARD_ROW: usize = 16384;
+
+/// Records SoLU's backward, `dx = p ⊙ (dy + x ⊙ dy − Σ x p dy)` with `p = softmax(x)` over the
+/// last axis (`dy` and `dx` have `x`'s shape); its float64 twin is
+/// [`crate::reference::backward::model::forms::solu_backward`].
+pub(crate) fn solu_backward(gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) -> Result<()> {
+    same_shape("solu_backward dy", x, dy)?;
+    same_shape("solu_backward dx", x, dx)?;
+    let (rows, n) = rows_of(x, "solu_backward")?;
+    if n as usize > MAX_SOLU_BACKWARD_ROW {
+        return Err(Error::Limit { what: format!("solu_backward rows of {n} elements"), limit: "the row kernels' loop cap", needed: u64::from(n), allowed: MAX_SOLU_BACKWARD_ROW as u64 });
+    }
+    let params = RowParams { rows, n, ..RowParams::default() };
+    dispatch(gpu, encoder, (NORM_ROWS, "solu_backward"), &params, &[dx.buffer(), x.buffer(), dy.buffer()], u64::from(rows), ROWS_WG)
 }
 
 /// Records `out [B, S, H, d] = x [B, S, d]` repeated along the head axis.
