@@ -86,8 +86,25 @@ fn patch_heat_maps_are_drawn_and_bad_inputs_refused() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     // The summary names what it drew: z_by_pos (three axes) as one map per layer (2 layers).
     let said = String::from_utf8_lossy(&run.stdout);
-    assert!(said.contains("4 heat maps (patch.resid_pre, patch.z_all_pos, patch.z_by_pos (one per layer))") && !said.contains("not drawn"), "{said}");
+    assert!(said.contains("4 heat maps of the patched metric (patch.resid_pre, patch.z_all_pos, patch.z_by_pos (one per layer))") && !said.contains("not drawn"), "{said}");
     assert_picture(&png, 800);
+    // The same sweeps as the fraction of the clean-corrupt difference restored.
+    let restored = dir.join("restored.png");
+    let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", restored.to_str().unwrap(), "--restored"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("4 heat maps of the fraction restored"), "{}", String::from_utf8_lossy(&run.stdout));
+    assert_picture(&restored, 800);
+    // Identical clean and corrupt prompts leave nothing to restore: refused by name, nothing drawn.
+    let same = [("clean", npy(&clean)), ("corrupt", npy(&clean)), ("answer", npy(&fixture.int_array("answer").unwrap())), ("wrong", npy(&fixture.int_array("wrong").unwrap()))];
+    std::fs::write(dir.join("same.npz"), npz(&same, false)).unwrap();
+    let same_sweeps = dir.join("same_sweeps.npz");
+    let run = shaderlens(&["patch", "--model", &model, "--weights", &weights, "--prompts", dir.join("same.npz").to_str().unwrap(), "--out", same_sweeps.to_str().unwrap(), "--sweep", "resid_pre"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let never = dir.join("never.png");
+    let run = shaderlens(&["analyze", "patch", "--sweeps", same_sweeps.to_str().unwrap(), "--png", never.to_str().unwrap(), "--restored"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("clean and corrupt metrics are equal"), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(!never.exists());
     // The picture may not replace its input.
     let run = shaderlens(&["analyze", "patch", "--sweeps", sweeps.to_str().unwrap(), "--png", sweeps.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(2));

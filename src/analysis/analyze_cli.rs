@@ -74,6 +74,11 @@ pub struct PatchPngArgs {
     /// Where to draw the heat maps (PNG).
     #[arg(long)]
     pub png: PathBuf,
+    /// Draw the fraction of the clean–corrupt difference each patch restores,
+    /// `(patched − corrupt) / (clean − corrupt)` (0: no effect, 1: the clean run's metric), instead
+    /// of the patched metric itself.
+    #[arg(long)]
+    pub restored: bool,
 }
 
 /// Runs an analysis; returns its summary.

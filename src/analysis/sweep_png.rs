@@ -1,7 +1,9 @@
 //! `shaderlens analyze patch`: the sweeps `shaderlens patch` wrote, drawn as heat maps. A sweep
 //! with two axes is one map (layer × position with the tokens on the x axis, or layer × head); a
 //! sweep with three (`z_by_pos`: layer × position × head) is one map per layer, head × position,
-//! the layer's panels sharing one colour scale so that they compare by colour.
+//! the layer's panels sharing one colour scale so that they compare by colour. With `--restored`
+//! the maps show `(patched − corrupt) / (clean − corrupt)`, the normalisation of TransformerLens's
+//! patching demos, which reads the same whatever the metric's scale.
 
 use ndarray::{ArrayD, Axis};
 
@@ -21,11 +23,11 @@ fn numbers(n: usize) -> Vec<String> {
 }
 
 /// A two-axis sweep \[layers, positions or heads\] as one map.
-fn map_2d(key: &str, a: &ArrayD<f64>, clean: &ArrayD<i64>) -> Heatmap {
+fn map_2d(key: &str, a: &ArrayD<f64>, clean: &ArrayD<i64>, what: &str) -> Heatmap {
     let (layers, cols) = (a.shape()[0], a.shape()[1]);
     let by_position = matches!(key, "patch.resid_pre" | "patch.attn_out" | "patch.mlp_out");
     Heatmap {
-        title: format!("{} (patched metric)", key.trim_start_matches("patch.")),
+        title: format!("{} ({what})", key.trim_start_matches("patch.")),
         x_label: if by_position { "position:token (prompt 0)".into() } else { "head".into() },
         y_label: "layer".into(),
         columns: if by_position { position_labels(clean, cols) } else { numbers(cols) },
@@ -37,11 +39,11 @@ fn map_2d(key: &str, a: &ArrayD<f64>, clean: &ArrayD<i64>) -> Heatmap {
 
 /// A three-axis sweep \[layers, positions, heads\] as one map per layer: heads down, positions
 /// across.
-fn maps_3d(key: &str, a: &ArrayD<f64>, clean: &ArrayD<i64>) -> Vec<Heatmap> {
+fn maps_3d(key: &str, a: &ArrayD<f64>, clean: &ArrayD<i64>, what: &str) -> Vec<Heatmap> {
     let (layers, positions, heads) = (a.shape()[0], a.shape()[1], a.shape()[2]);
     (0..layers)
         .map(|l| Heatmap {
-            title: format!("{} layer {l} (patched metric)", key.trim_start_matches("patch.")),
+            title: format!("{} layer {l} ({what})", key.trim_start_matches("patch.")),
             x_label: "position:token (prompt 0)".into(),
             y_label: "head".into(),
             columns: position_labels(clean, positions),
@@ -60,12 +62,31 @@ pub fn patch_png(args: &PatchPngArgs) -> Result<String> {
     let file = |e: Error| Error::File { path: args.sweeps.display().to_string(), message: e.to_string() };
     let clean = npz.int_array("clean").map_err(file)?;
     let keys: Vec<String> = npz.names().filter(|k| k.starts_with("patch.")).map(str::to_string).collect();
+    let (what, restore) = if args.restored {
+        let scalar = |name: &str| -> Result<f64> {
+            let a = npz.expected(name).map_err(file)?;
+            a.iter().next().copied().ok_or_else(|| file(Error::Input(format!("{name} is empty"))))
+        };
+        let (clean_metric, corrupt_metric) = (scalar("clean_metric")?, scalar("corrupt_metric")?);
+        let gap = clean_metric - corrupt_metric;
+        if !(gap.abs() > 1e-12) {
+            return Err(Error::Input(format!(
+                "--restored: the clean and corrupt metrics are equal ({clean_metric}), so no fraction of their difference can be drawn"
+            )));
+        }
+        ("fraction restored", Some((corrupt_metric, gap)))
+    } else {
+        ("patched metric", None)
+    };
     let (mut maps, mut groups, mut drawn, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (group, key) in keys.iter().enumerate() {
-        let a = npz.expected(key).map_err(file)?;
+        let mut a = npz.expected(key).map_err(file)?;
+        if let Some((corrupt, gap)) = restore {
+            a.mapv_inplace(|v| (v - corrupt) / gap);
+        }
         let new = match a.shape() {
-            [_, _] => vec![map_2d(key, &a, &clean)],
-            [_, _, _] if key == "patch.z_by_pos" => maps_3d(key, &a, &clean),
+            [_, _] => vec![map_2d(key, &a, &clean, what)],
+            [_, _, _] if key == "patch.z_by_pos" => maps_3d(key, &a, &clean, what),
             _ => Vec::new(),
         };
         if new.is_empty() {
@@ -80,7 +101,7 @@ pub fn patch_png(args: &PatchPngArgs) -> Result<String> {
         return Err(Error::Input(format!("--sweeps {}: no patch.<sweep> array of two axes (or z_by_pos's three) to draw", args.sweeps.display())));
     }
     write_heatmap_groups(&args.png, &maps, &groups, 480, 420)?;
-    let mut summary = format!("drew {}: {} heat maps ({})", args.png.display(), maps.len(), drawn.join(", "));
+    let mut summary = format!("drew {}: {} heat maps of the {what} ({})", args.png.display(), maps.len(), drawn.join(", "));
     if !skipped.is_empty() {
         summary.push_str(&format!("; not drawn (not a sweep of two or three axes): {}", skipped.join(", ")));
     }
