@@ -69,7 +69,7 @@ pub fn patch_png(args: &PatchPngArgs) -> Result<String> {
         };
         let (clean_metric, corrupt_metric) = (scalar("clean_metric")?, scalar("corrupt_metric")?);
         let gap = clean_metric - corrupt_metric;
-        if !(gap.abs() > 1e-12) {
+        if gap.is_nan() || gap.abs() <= 1e-12 {
             return Err(Error::Input(format!(
                 "--restored: the clean and corrupt metrics are equal ({clean_metric}), so no fraction of their difference can be drawn"
             )));
