@@ -12,8 +12,6 @@ mod common;
 use common::model::weights;
 
 use ndarray::{ArrayD, IxDyn};
-use shaderlens::compare::Comparison;
-use shaderlens::reference::backward::fixtures::{GRAD, GRAD_LOSS};
 use shaderlens::reference::backward::model::transformer_grad;
 use shaderlens::transformer::{Config, GradArrays, GradOptions, Intervention, Model, Names, Seed, Weights};
 
@@ -55,19 +53,7 @@ fn against_reference(config: &Config, w: &Weights<ArrayD<f32>>, batch: usize, go
     let (tokens, targets) = tokens_targets(batch, config.n_ctx);
     let w64 = w.try_map(config, |_, a| Ok(a.mapv(f64::from))).expect("widen");
     let want = transformer_grad(config, &w64, tokens.view(), targets.view(), names, interventions).expect("reference");
-    let mut c = Comparison::new();
-    let loss = ArrayD::from_elem(IxDyn(&[]), got.loss.expect("a loss"));
-    let want_loss = ArrayD::from_elem(IxDyn(&[]), want.loss);
-    c.add_f32("loss", &loss.view(), &want_loss.view(), &GRAD_LOSS.allowed(&want_loss.view()).view()).expect("loss");
-    for ((name, g), (_, r)) in got.params.named().into_iter().zip(want.grads.named()) {
-        c.add_f32(&name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("param");
-    }
-    assert_eq!(got.cache.len(), want.cache.len(), "{what}: hook gradients");
-    for ((name, g), (want_name, r)) in got.cache.iter().zip(want.cache.iter()) {
-        assert_eq!(name, want_name, "{what}");
-        c.add_f32(name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("hook");
-    }
-    assert!(c.passed(), "{what}: ratio {} worst {:?}", c.ratio, c.worst);
+    common::model::assert_grads_match(&got, &want, what);
 }
 
 /// The fused and the pattern path's parameter gradients agree to float32 rounding (relative to

@@ -9,8 +9,6 @@ mod common;
 use common::model::{tokens_targets, weights};
 
 use ndarray::{ArrayD, IxDyn};
-use shaderlens::compare::Comparison;
-use shaderlens::reference::backward::fixtures::{GRAD, GRAD_LOSS};
 use shaderlens::reference::backward::model::transformer_grad;
 use shaderlens::transformer::{hooks, Config, GradOptions, Intervention, Model, Names, Seed};
 
@@ -37,19 +35,7 @@ fn compare(gpu: &common::TestGpu, config: &Config, names: Option<Names>, interve
     let model = Model::load(gpu, config.clone(), &w).expect("load");
     let options = GradOptions { names, interventions };
     let got = model.backward(gpu, tokens.view(), &Seed::CrossEntropy(targets.view()), &options).expect("backward").read(gpu, config).expect("read");
-    let mut c = Comparison::new();
-    let loss = ArrayD::from_elem(IxDyn(&[]), got.loss.expect("a loss"));
-    let want_loss = ArrayD::from_elem(IxDyn(&[]), want.loss);
-    c.add_f32("loss", &loss.view(), &want_loss.view(), &GRAD_LOSS.allowed(&want_loss.view()).view()).expect("loss");
-    for ((name, g), (_, r)) in got.params.named().into_iter().zip(want.grads.named()) {
-        c.add_f32(&name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("param");
-    }
-    assert_eq!(got.cache.len(), want.cache.len(), "{what}: hook gradients");
-    for ((name, g), (want_name, r)) in got.cache.iter().zip(want.cache.iter()) {
-        assert_eq!(name, want_name, "{what}");
-        c.add_f32(name, &g.view(), &r.view(), &GRAD.allowed(&r.view()).view()).expect("hook");
-    }
-    assert!(c.passed(), "{what}: ratio {} worst {:?}", c.ratio, c.worst);
+    common::model::assert_grads_match(&got, &want, what);
 }
 
 #[test]
