@@ -53,7 +53,7 @@ fn against_reference(config: &Config, w: &Weights<ArrayD<f32>>, batch: usize, go
     let (tokens, targets) = tokens_targets(batch, config.n_ctx);
     let w64 = w.try_map(config, |_, a| Ok(a.mapv(f64::from))).expect("widen");
     let want = transformer_grad(config, &w64, tokens.view(), targets.view(), names, interventions).expect("reference");
-    common::model::assert_grads_match(&got, &want, what);
+    common::model::assert_grads_match(got, &want, what);
 }
 
 /// The fused and the pattern path's parameter gradients agree to float32 rounding (relative to
