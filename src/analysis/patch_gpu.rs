@@ -83,7 +83,7 @@ pub fn act_patch(gpu: &Gpu, model: &Model, prompts: &Prompts, sweeps: &[Sweep], 
         let mut values = Vec::with_capacity(sites.len());
         for layer_sites in sites.chunks(per_layer.max(1)) {
             let name = sweep.hook(layer_sites[0].layer);
-            let hook = crate::transformer::hooks::find(&all_hooks, &name)?;
+            let hook = crate::model::hooks::find(&all_hooks, &name)?;
             let missing = || Error::Gpu(format!("the forward did not cache {name}"));
             let (clean_act, corrupt_act) = (clean.cache.get(&name).ok_or_else(missing)?, corrupt.cache.get(&name).ok_or_else(missing)?);
             for chunk in layer_sites.chunks(copies) {

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::games::modular::{all_examples, Op};
-use crate::transformer::hooks::Names;
-use crate::transformer::weights::Weights;
+use crate::model::hooks::Names;
+use crate::model::weights::Weights;
 use crate::transformer::Config;
 
 /// The progress measures of one set of weights.

@@ -21,7 +21,7 @@ use crate::games::modular::{ModularData, Op};
 use crate::train::checkpoint::write_text;
 use crate::train::config::{Data, TrainConfig};
 use crate::train::run::{read_metrics, Metrics};
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 use crate::transformer::Config;
 
 /// The arguments of `shaderlens analyze progress`.

@@ -15,7 +15,7 @@
 use ndarray::{s, ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::error::{fmt_shape, Error, Result};
-use crate::transformer::config::NormForm;
+use crate::model::config::NormForm;
 use crate::transformer::{Cache, Config, Normalization, Weights};
 
 /// Components of the residual stream stacked on a first axis, with their labels.

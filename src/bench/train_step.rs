@@ -29,7 +29,7 @@ use crate::train::config::Optimizer;
 use crate::train::gpu_optimizer::GpuOptimizer;
 use crate::train::reference::ReferenceTrainer;
 use crate::train::Backend;
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 use crate::transformer::{Config, GradOptions, Model, Options, Seed};
 
 /// The modulus of the grokking setup (sequence length 3).

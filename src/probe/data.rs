@@ -59,7 +59,7 @@ pub fn targets(games: &Games, n_ctx: usize) -> Result<Targets> {
 pub fn hook_widths(model: &Model, hooks: &[String]) -> Result<Vec<usize>> {
     let config = model.config();
     Names::only(hooks).check(config)?;
-    let all = crate::transformer::hooks::available(config, 1, 1);
+    let all = crate::model::hooks::available(config, 1, 1);
     hooks
         .iter()
         .map(|name| {

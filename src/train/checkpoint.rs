@@ -19,7 +19,7 @@ use super::State;
 use crate::error::{Error, Result};
 use crate::fixture::{Fixture, NpyArray};
 use crate::io::{stage, Staged};
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 use crate::transformer::Config;
 
 /// The checkpoint files of update `step` in `out`: `(json, npz)`.

@@ -342,11 +342,11 @@ fn model_table(c: &Config, initializer_range: f64) -> Table {
     }
     m.insert("act_fn".into(), Value::String(c.act_fn.name().into()));
     let norm = match c.normalization {
-        crate::transformer::config::Normalization::Ln => "LN",
-        crate::transformer::config::Normalization::LnPre => "LNPre",
-        crate::transformer::config::Normalization::Rms => "RMS",
-        crate::transformer::config::Normalization::RmsPre => "RMSPre",
-        crate::transformer::config::Normalization::None => "none",
+        crate::model::config::Normalization::Ln => "LN",
+        crate::model::config::Normalization::LnPre => "LNPre",
+        crate::model::config::Normalization::Rms => "RMS",
+        crate::model::config::Normalization::RmsPre => "RMSPre",
+        crate::model::config::Normalization::None => "none",
     };
     m.insert("normalization_type".into(), Value::String(norm.into()));
     m.insert("attn_only".into(), Value::Boolean(c.attn_only));

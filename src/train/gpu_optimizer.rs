@@ -22,7 +22,7 @@ use super::{decays, State};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Shader};
 use crate::tensor::GpuTensor;
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 use crate::transformer::Config;
 
 const SHADER: Shader = crate::gpu::shaders::ADAMW_ARENA;

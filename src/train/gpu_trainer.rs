@@ -15,7 +15,7 @@ use super::{evaluate_logits, Backend, Evaluation, State};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::tensor::GpuTensor;
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 use crate::transformer::{Config, GradOptions, Model, Seed};
 
 /// Where a GPU trainer's gradients come from.

@@ -15,7 +15,7 @@ use rand::Rng;
 
 use crate::error::{Error, Result};
 use crate::games::dataset::game_rng;
-use crate::transformer::weights::{weight_shapes, Weights};
+use crate::model::weights::{weight_shapes, Weights};
 use crate::transformer::Config;
 
 /// Salt that separates the initial weights' streams from the data's (the data uses

@@ -26,7 +26,7 @@ pub mod schedule;
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis};
 
 use crate::error::{Error, Result};
-use crate::transformer::weights::Weights;
+use crate::model::weights::Weights;
 
 /// What a trainer must do; the run loop does the rest (data, schedule, evaluation, files).
 ///

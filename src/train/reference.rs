@@ -12,8 +12,8 @@ use super::{decays, evaluate_logits, global_norm, Backend, Evaluation, State};
 use crate::error::{Error, Result};
 use crate::reference::backward::adamw::{adamw, clip_grad_norm, AdamW};
 use crate::reference::backward::model::transformer_grad;
-use crate::transformer::hooks::Names;
-use crate::transformer::weights::Weights;
+use crate::model::hooks::Names;
+use crate::model::weights::Weights;
 use crate::transformer::Config;
 
 /// A parameter and its two moments.

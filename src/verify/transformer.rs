@@ -19,7 +19,7 @@ pub(crate) fn check(gpu: &Gpu, fixture: &Fixture) -> Result<Outcome> {
     let weights = Weights::from_fixture(&config, fixture)?;
     let tokens = fixture.int_array("tokens")?;
     let (batch, seq) = check_tokens(&config, tokens.view())?;
-    let hooks = crate::transformer::hooks::available(&config, batch, seq);
+    let hooks = crate::model::hooks::available(&config, batch, seq);
     let want_logits = fixture.expected_shaped("logits", &[batch, seq, config.d_vocab_out])?;
 
     let mut expected = Vec::new();
