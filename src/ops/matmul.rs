@@ -99,7 +99,7 @@ pub fn record_gemm(
         return split_k::record(gpu, encoder, a, b, out, &dims, gemm, plan);
     }
     let variant = autotune::choose(gpu, &dims, gemm.transpose_a, gemm.transpose_b)?;
-    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant)
+    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant, &Layout::dense(&dims, gemm))
 }
 
 /// The variant [`record_into`] uses for `a_shape @ b_shape` on `gpu` (measuring the candidates
@@ -146,7 +146,7 @@ pub fn record_gemm_with(
             fmt_shape(b.shape())
         )));
     }
-    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant)
+    dispatch(gpu, encoder, a, b, out, &dims, gemm, variant, &Layout::dense(&dims, gemm))
 }
 
 /// Checks `op(a) op(b) -> out` (and the bias) and returns its dimensions.
@@ -202,24 +202,10 @@ impl Layout {
     }
 }
 
-/// Records the product with `variant` (shapes already checked, output not empty).
+/// Records the product with `variant` (shapes already checked, output not empty), its operands
+/// where `layout` says ([`Layout::dense`] for an ordinary product).
 #[allow(clippy::too_many_arguments)] // private: the checked pieces of one call
-fn dispatch(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    a: &GpuTensor,
-    b: &GpuTensor,
-    out: &GpuTensor,
-    dims: &MatmulDims,
-    gemm: &Gemm<'_>,
-    variant: Variant,
-) -> Result<()> {
-    dispatch_laid_out(gpu, encoder, a, b, out, dims, gemm, variant, &Layout::dense(dims, gemm))
-}
-
-/// [`dispatch`] with the operands where `layout` says.
-#[allow(clippy::too_many_arguments)] // private: the checked pieces of one call
-pub(crate) fn dispatch_laid_out(
+pub(crate) fn dispatch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     a: &GpuTensor,

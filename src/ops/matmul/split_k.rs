@@ -21,7 +21,7 @@ use crate::gpu::Gpu;
 use crate::spec::matmul::MatmulDims;
 use crate::tensor::GpuTensor;
 
-use super::{autotune, dispatch_laid_out, Gemm, Layout};
+use super::{autotune, dispatch, Gemm, Layout};
 
 /// Chunks shorter than this are not worth a partial output.
 pub const MIN_CHUNK_K: usize = 256;
@@ -48,16 +48,24 @@ pub fn plan(gpu: &Gpu, dims: &MatmulDims, gemm: &Gemm<'_>) -> Option<Plan> {
     plan_for(dims.m, dims.k, dims.n, parallelism(gpu))
 }
 
-/// Split-K is on unless `SHADERLENS_SPLIT_K` is `off`, `0` or `false`.
+/// Split-K is on unless `SHADERLENS_SPLIT_K` is `off`, `0` or `false` (read once: this is asked
+/// on every product).
 fn enabled() -> bool {
-    !std::env::var("SHADERLENS_SPLIT_K").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false"))
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        !std::env::var("SHADERLENS_SPLIT_K").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false"))
+    })
 }
 
 /// How many workgroups the adapter wants in flight: the host's threads (twice over) for a CPU
 /// adapter such as lavapipe, which runs one workgroup per thread; a few hundred for a GPU.
 fn parallelism(gpu: &Gpu) -> usize {
     match gpu.adapter_info().device_type {
-        wgpu::DeviceType::Cpu => 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+        wgpu::DeviceType::Cpu => {
+            // available_parallelism reads the cgroup files on Linux: once per process, not per product.
+            static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            2 * *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        }
         _ => 256,
     }
 }
@@ -101,7 +109,7 @@ pub(crate) fn record(
     let variant = autotune::choose(gpu, &chunks, gemm.transpose_a, gemm.transpose_b)?;
     let partials = gpu.scratch(&format!("matmul split-k partials {s}x{m}x{n}"), &[s, dims.m, dims.n])?;
     let plain = Gemm { transpose_a: gemm.transpose_a, transpose_b: gemm.transpose_b, bias: None, accumulate: false };
-    dispatch_laid_out(gpu, encoder, a, b, &partials, &chunks, &plain, variant, &layout)?;
+    dispatch(gpu, encoder, a, b, &partials, &chunks, &plain, variant, &layout)?;
     crate::ops::backward::reduce::column_sums(gpu, encoder, &partials, None, out, gemm.accumulate)
 }
 
